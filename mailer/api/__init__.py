@@ -1,0 +1,1 @@
+"""HTTP: the app factory, the public reader endpoints and the editors' API."""

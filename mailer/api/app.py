@@ -1,0 +1,70 @@
+"""The app factory: one FastAPI app from Services, with the sender and scheduler attached."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from mailer import __version__
+from mailer.api import errors, public
+from mailer.api.editors import forms, lists, subscribers
+from mailer.api.pages import Pages
+from mailer.scheduling import make_scheduler
+from mailer.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    services: Services, *, run_sender: bool = True, run_scheduler: bool = True
+) -> FastAPI:
+    """The HTTP app. With `run_sender` the outbox is delivered in this process too."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        sender_task = None
+        scheduler = make_scheduler(services) if run_scheduler else None
+        if scheduler is not None:
+            scheduler.start()
+        if run_sender:
+            sender_task = asyncio.create_task(services.sender.run_forever(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if sender_task is not None:
+                await sender_task
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+
+    app = FastAPI(
+        title="mailer",
+        version=__version__,
+        description="Newsletter signup, consent and delivery. Editors' API under /api/v1/.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.pages = Pages(services.settings.mail.site_name)
+    # Signup forms are embedded on other sites: any origin may post, never with cookies.
+    # Authorization is not an allowed header, so browsers cannot call the editors' API
+    # cross-origin.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_credentials=False,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+    )
+    errors.install(app)
+    app.include_router(public.router)
+    api = APIRouter(prefix="/api/v1")
+    for module in (lists, forms, subscribers):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app

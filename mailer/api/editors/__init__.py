@@ -1,0 +1,1 @@
+"""The editors' JSON API under /api/v1/, one router per resource."""

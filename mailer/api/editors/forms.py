@@ -1,0 +1,85 @@
+"""/api/v1/forms: signup forms, their lists and their consent wording (versioned)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.models import Form
+from mailer.schemas import FormCreate, FormPublic, FormUpdate
+from mailer.subscriptions import catalog
+
+router = APIRouter(prefix="/forms", tags=["forms"])
+
+
+def public(session: Session, form: Form, public_url: str) -> FormPublic:
+    assert form.id is not None
+    script = f"{public_url}/forms/{form.slug}/embed.js"
+    return FormPublic(
+        id=form.id,
+        slug=form.slug,
+        name=form.name,
+        heading=form.heading,
+        lists=[item.slug for item in catalog.lists_of_form(session, form)],
+        consent_text=form.consent_text,
+        consent_version=form.consent_version,
+        consent_checkbox=form.consent_checkbox,
+        redirect_url=form.redirect_url,
+        form_url=f"{public_url}/forms/{form.slug}",
+        embed_snippet=f'<script src="{escape(script)}" async></script>',
+    )
+
+
+@router.post("", status_code=201, response_model=FormPublic)
+def create_form(
+    body: FormCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> FormPublic:
+    """Create a form offering `lists`; 422 for an unknown list, 409 for a taken slug."""
+    form = catalog.create_form(
+        session,
+        slug=body.slug,
+        list_slugs=body.lists,
+        consent_text=body.consent_text,
+        now=services.clock.now(),
+        name=body.name,
+        heading=body.heading,
+        consent_checkbox=body.consent_checkbox,
+        redirect_url=body.redirect_url or "",
+    )
+    return public(session, form, services.settings.public_url)
+
+
+@router.get("", response_model=list[FormPublic])
+def list_forms(session: SessionDep, services: ServicesDep, _editor: EditorDep) -> list[FormPublic]:
+    return [
+        public(session, form, services.settings.public_url) for form in catalog.all_forms(session)
+    ]
+
+
+@router.get("/{slug}", response_model=FormPublic)
+def get_form(
+    slug: str, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> FormPublic:
+    return public(session, catalog.form_by_slug(session, slug), services.settings.public_url)
+
+
+@router.patch("/{slug}", response_model=FormPublic)
+def update_form(
+    slug: str, body: FormUpdate, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> FormPublic:
+    """Change a form; a new consent wording becomes a new consent_version."""
+    form = catalog.update_form(
+        session,
+        catalog.form_by_slug(session, slug),
+        services.clock.now(),
+        list_slugs=body.lists,
+        consent_text=body.consent_text,
+        name=body.name,
+        heading=body.heading,
+        consent_checkbox=body.consent_checkbox,
+        redirect_url=body.redirect_url,
+    )
+    return public(session, form, services.settings.public_url)

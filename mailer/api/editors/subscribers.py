@@ -1,0 +1,141 @@
+"""/api/v1/subscribers: search, consent history and its verification, export, erasure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlmodel import Session
+
+from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.db import session_scope
+from mailer.models import MailingList, Subscriber, Subscription
+from mailer.schemas import (
+    ChainVerification,
+    ConsentEventPublic,
+    Erased,
+    SubscriberPublic,
+    SubscriptionPublic,
+)
+from mailer.subscriptions import erasure, ledger, transfer
+from mailer.subscriptions.addresses import normalize_email
+from mailer.subscriptions.errors import NotFound
+
+router = APIRouter(prefix="/subscribers", tags=["subscribers"])
+
+
+def public(session: Session, subscriber: Subscriber) -> SubscriberPublic:
+    assert subscriber.id is not None
+    rows = session.execute(
+        select(Subscription, MailingList)
+        .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
+        .where(Subscription.subscriber_id == subscriber.id)
+        .order_by(MailingList.slug)
+    )
+    return SubscriberPublic(
+        id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        created_at=subscriber.created_at,
+        erased=subscriber.erased_at is not None,
+        lists=[
+            SubscriptionPublic(
+                slug=item.slug,
+                name=item.name,
+                status=sub.status,
+                subscribed_at=sub.created_at,
+                confirmed_at=sub.confirmed_at,
+            )
+            for sub, item in rows
+        ],
+        consent_events=[
+            ConsentEventPublic.model_validate(event, from_attributes=True)
+            for event in ledger.events_of(session, subscriber.id)
+        ],
+    )
+
+
+def _get(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise NotFound("subscriber")
+    return subscriber
+
+
+@router.get("", response_model=list[SubscriberPublic])
+def search(
+    session: SessionDep,
+    _editor: EditorDep,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    list_slug: Annotated[str | None, Query(alias="list", max_length=64)] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|confirmed|unsubscribed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[SubscriberPublic]:
+    """Subscribers matching the normalized `email` (or a list and status), oldest first."""
+    query = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)  # type: ignore[arg-type]
+    if email is not None:
+        query = query.where(Subscriber.email == normalize_email(email))
+    if list_slug or status:
+        query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
+        if list_slug:
+            query = query.join(MailingList, MailingList.id == Subscription.list_id).where(  # type: ignore[arg-type]
+                MailingList.slug == list_slug
+            )
+        if status:
+            query = query.where(Subscription.status == status)
+    return [public(session, subscriber) for subscriber in session.scalars(query).unique()]
+
+
+@router.get("/export.csv", response_class=StreamingResponse)
+def export_csv(
+    services: ServicesDep,
+    _editor: EditorDep,
+    list_slug: Annotated[str | None, Query(alias="list", max_length=64)] = None,
+) -> StreamingResponse:
+    """Every subscription as CSV (erased subscribers left out), streamed."""
+
+    def lines() -> Iterator[str]:
+        yield transfer.csv_line(transfer.EXPORT_COLUMNS)
+        with session_scope(services.engine) as session:
+            for row in transfer.export_rows(session, list_slug):
+                yield transfer.csv_line(row)
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
+    )
+
+
+@router.get("/{subscriber_id}", response_model=SubscriberPublic)
+def get_subscriber(subscriber_id: int, session: SessionDep, _editor: EditorDep) -> SubscriberPublic:
+    return public(session, _get(session, subscriber_id))
+
+
+@router.get("/{subscriber_id}/consent/verify", response_model=ChainVerification)
+def verify_consent_chain(
+    subscriber_id: int, session: SessionDep, _editor: EditorDep
+) -> ChainVerification:
+    """Recompute the hash chain of this subscriber's consent events."""
+    report = ledger.verify(session, _get(session, subscriber_id))
+    return ChainVerification(
+        subscriber_id=subscriber_id,
+        valid=report.valid,
+        events=report.events,
+        first_bad_seq=report.first_bad_seq,
+        reason=report.reason,
+    )
+
+
+@router.post("/{subscriber_id}/erase", response_model=Erased)
+def erase_subscriber(
+    subscriber_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> Erased:
+    """Forget the address and personal fields; the consent chain stays verifiable."""
+    _get(session, subscriber_id)
+    erasure.erase(session, subscriber_id, services.clock.now(), reason="erased by an editor")
+    return Erased(id=subscriber_id, erased=True)

@@ -1,0 +1,42 @@
+"""Domain errors as HTTP answers for the editors' API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from mailer.subscriptions.errors import (
+    Conflict,
+    Expired,
+    InvalidInput,
+    NotFound,
+    SubscriptionError,
+    UnknownForm,
+    UnknownList,
+)
+
+STATUS = {
+    InvalidInput: 422,
+    UnknownList: 422,
+    UnknownForm: 404,
+    NotFound: 404,
+    Conflict: 409,
+    Expired: 410,
+}
+
+
+def _detail(exc: SubscriptionError) -> str:
+    if isinstance(exc, UnknownList):
+        return f"unknown list {exc}"
+    if isinstance(exc, UnknownForm):
+        return f"unknown form {exc}"
+    if isinstance(exc, NotFound):
+        return f"{exc} not found"
+    return str(exc)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(SubscriptionError)
+    async def domain_error(_request: Request, exc: SubscriptionError) -> JSONResponse:
+        status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+        return JSONResponse({"detail": _detail(exc)}, status_code=status)

@@ -1,0 +1,625 @@
+"""Readers' endpoints: signup form and script, subscribe, confirm, unsubscribe, health.
+
+These paths are embedded in third-party pages and in sent mail: they are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from mailer.api.deps import ServicesDep, client_ip
+from mailer.api.pages import Pages
+from mailer.db import ping, session_scope
+from mailer.delivery import outbox
+from mailer.models import MailingList, Subscriber, SubscriptionStatus
+from mailer.ratelimit import retry_after_header
+from mailer.services import Services
+from mailer.subscriptions import catalog, leaving, ledger, signup
+from mailer.subscriptions.addresses import address_digest, check_header_safe, normalize_email
+from mailer.subscriptions.errors import (
+    Expired,
+    InvalidInput,
+    NotFound,
+    UnknownForm,
+)
+from mailer.tokens import BadToken, Purpose
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_FIELD_LENGTH = 2000
+TRUE_VALUES = {"1", "true", "on", "yes"}
+
+
+class BadRequest(Exception):
+    """A request the reader (or a bot) must fix; carries the status to answer with."""
+
+    def __init__(
+        self, status: int, message: str, field: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+@dataclass
+class SignupFields:
+    email: str = ""
+    name: str = ""
+    form: str = "default"
+    lists: list[str] = field(default_factory=list)
+    source_url: str = ""
+    website: str = ""
+    consent: bool = False
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (checked while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BadRequest(413, f"the request body is larger than {limit} bytes")
+        except ValueError as exc:
+            raise BadRequest(400, "bad Content-Length") from exc
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # let request.form() parse what was already read
+    return body
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    result: list[str] = []
+    for item in values:
+        if not isinstance(item, str):
+            raise BadRequest(422, "lists must be list slugs", "lists")
+        result.extend(part.strip() for part in item.split(",") if part.strip())
+    return result
+
+
+def _text(values: dict[str, Any], name: str) -> str:
+    value = values.get(name, "")
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else ""
+    if not isinstance(value, str | int | float):
+        raise BadRequest(422, f"{name} must be a string", name)
+    text = str(value)
+    if len(text) > MAX_FIELD_LENGTH:
+        raise BadRequest(422, f"{name} is too long", name)
+    return text
+
+
+async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
+    """The submitted fields, and whether the client speaks JSON."""
+    body = await read_body(request, limit)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            values = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(400, "the body is not valid JSON") from exc
+        if not isinstance(values, dict):
+            raise BadRequest(400, "the JSON body must be an object")
+        return values, True
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            parsed = parse_qs(
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=50,
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(400, "the form body is malformed") from exc
+        values = {k: v if k == "lists" else v[0] for k, v in parsed.items()}
+        return values, False
+    if content_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=0, max_fields=50)
+        except Exception as exc:  # python-multipart raises several types on bad input
+            raise BadRequest(400, "the multipart body is malformed") from exc
+        values = {}
+        for key in form:
+            items = form.getlist(key)
+            if any(isinstance(item, UploadFile) for item in items):
+                raise BadRequest(400, "file uploads are not accepted")
+            values[key] = items if key == "lists" else items[0]
+        return values, False
+    raise BadRequest(415, "send application/json, urlencoded or multipart form data")
+
+
+def wants_json(request: Request, json_body: bool) -> bool:
+    accept = request.headers.get("accept", "")
+    return json_body or ("application/json" in accept and "text/html" not in accept)
+
+
+def signup_fields(values: dict[str, Any], request: Request) -> SignupFields:
+    fields = SignupFields(
+        email=_text(values, "email"),
+        name=_text(values, "name").strip(),
+        form=_text(values, "form") or "default",
+        lists=_as_list(values.get("lists")),
+        source_url=_text(values, "source_url") or request.headers.get("referer", ""),
+        website=_text(values, "website"),
+        consent=_text(values, "consent").lower() in TRUE_VALUES,
+    )
+    fields.source_url = fields.source_url[:MAX_FIELD_LENGTH]
+    return fields
+
+
+def error_response(exc: BadRequest, as_json: bool, pages: Pages) -> Response:
+    if as_json:
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+    return pages.render(
+        "message.html",
+        status_code=exc.status,
+        headers=exc.headers,
+        title="We could not sign you up",
+        message=exc.message,
+        back=True,
+    )
+
+
+def _pages(request: Request) -> Pages:
+    return request.app.state.pages  # type: ignore[no-any-return]
+
+
+@router.post("/subscribe", tags=["public"], summary="Sign up (double opt-in)")
+async def subscribe(request: Request, services: ServicesDep) -> Response:
+    """Accepts JSON, urlencoded or multipart. The answer never says whether the address
+    was known: 202 `{"status": "pending"}` for JSON, 303 to the thank-you page for forms."""
+    settings = services.settings.signup
+    as_json = "application/json" in request.headers.get("content-type", "")
+    ip = client_ip(request, settings.trusted_proxies)
+    try:
+        wait = services.ip_limiter.hit(ip)
+        if wait:
+            raise BadRequest(
+                429,
+                "too many signups from your network; try again later",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        values, as_json = await parse_fields(request, settings.max_body_bytes)
+        as_json = wants_json(request, as_json)
+        fields = signup_fields(values, request)
+        result = await run_in_threadpool(_signup, services, request, fields, ip)
+    except BadRequest as exc:
+        services.metrics.signups_rejected.labels(reason=str(exc.status)).inc()
+        return error_response(exc, as_json, _pages(request))
+    if result is not None:
+        services.metrics.signups.inc()
+        services.sender.notify()
+    if as_json:
+        return JSONResponse({"status": "pending"}, status_code=202)
+    return RedirectResponse(_thanks_url(services, fields.form), status_code=303)
+
+
+def _thanks_url(services: Services, form_slug: str) -> str:
+    with session_scope(services.engine) as session:
+        form = catalog.form_by_slug(session, form_slug)
+        return form.redirect_url or f"/forms/{form.slug}/thanks"
+
+
+def _signup(
+    services: Services, request: Request, fields: SignupFields, ip: str
+) -> signup.SignupResult | None:
+    """Validate and record a signup; None when the honeypot was filled."""
+    settings = services.settings
+    with session_scope(services.engine) as session:
+        try:
+            form = catalog.form_by_slug(session, fields.form)
+        except UnknownForm as exc:
+            raise BadRequest(404, f"there is no signup form {fields.form!r}", "form") from exc
+        if fields.website:
+            log.info("honeypot filled on form %s; ignored", form.slug)
+            return None
+        offered = {
+            mailing_list.slug: mailing_list for mailing_list in catalog.lists_of_form(session, form)
+        }
+        unknown = [slug for slug in fields.lists if slug not in offered]
+        if unknown:
+            raise BadRequest(
+                422, f"form {form.slug!r} does not offer {', '.join(unknown)}", "lists"
+            )
+        chosen = [offered[slug] for slug in dict.fromkeys(fields.lists)] or list(offered.values())
+        try:
+            email = normalize_email(fields.email)
+            name = check_header_safe("name", fields.name)[:200]
+            check_header_safe("source_url", fields.source_url)
+        except InvalidInput as exc:
+            raise BadRequest(
+                422,
+                exc.message
+                if exc.field == "email" and not fields.email
+                else f"{exc.field} {exc.message}",
+                exc.field,
+            ) from exc
+        if form.consent_checkbox and not fields.consent:
+            raise BadRequest(422, "please tick the box to agree to the terms", "consent")
+        wait = services.address_limiter.hit(address_digest(email))
+        if wait:
+            raise BadRequest(
+                429,
+                "too many signups for this address; try again later",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        context = ledger.ConsentContext(
+            form=form.slug,
+            consent_text=form.consent_text,
+            consent_version=form.consent_version,
+            source_url=fields.source_url,
+            ip=ip,
+            user_agent=request.headers.get("user-agent", "")[:1000],
+        )
+        return signup.request(
+            session,
+            email=email,
+            name=name,
+            lists=chosen,
+            form_id=form.id,
+            context=context,
+            settings=settings.signup,
+            now=services.clock.now(),
+        )
+
+
+# ---- signup form page, thank-you page, embeddable script -------------------------------
+
+
+def _form_view(services: Services, slug: str) -> dict[str, Any]:
+    with session_scope(services.engine) as session:
+        try:
+            form = catalog.form_by_slug(session, slug)
+        except UnknownForm as exc:
+            raise BadRequest(404, f"there is no signup form {slug!r}") from exc
+        lists = catalog.lists_of_form(session, form)
+        return {
+            "slug": form.slug,
+            "heading": form.heading,
+            "consent_text": form.consent_text,
+            "consent_checkbox": form.consent_checkbox,
+            "lists": [{"slug": item.slug, "name": item.name} for item in lists],
+        }
+
+
+@router.get("/forms/{form_slug}", response_class=HTMLResponse, tags=["public"])
+def form_page(form_slug: str, request: Request, services: ServicesDep) -> Response:
+    """The signup form as a small page that can be shown in an iframe."""
+    try:
+        view = _form_view(services, form_slug)
+    except BadRequest as exc:
+        return error_response(exc, False, _pages(request))
+    return _pages(request).render("form.html", form=view)
+
+
+@router.get("/forms/{form_slug}/thanks", response_class=HTMLResponse, tags=["public"])
+def thanks_page(form_slug: str, request: Request, services: ServicesDep) -> Response:
+    try:
+        view = _form_view(services, form_slug)
+    except BadRequest as exc:
+        return error_response(exc, False, _pages(request))
+    return _pages(request).render("thanks.html", form=view)
+
+
+@router.get("/forms/{form_slug}/embed.js", tags=["public"])
+def embed_script(form_slug: str, request: Request, services: ServicesDep) -> Response:
+    """A script that renders the form into the page that includes it and posts
+    cross-origin (no cookies)."""
+    try:
+        view = _form_view(services, form_slug)
+    except BadRequest as exc:
+        return PlainTextResponse(
+            f"// {exc.message}\n", status_code=exc.status, media_type="application/javascript"
+        )
+    script = _pages(request).render_text(
+        "embed.js",
+        form_json=json.dumps(view),
+        subscribe_url=json.dumps(f"{services.settings.public_url}/subscribe"),
+    )
+    return Response(
+        script,
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+# ---- confirm ---------------------------------------------------------------------------
+
+
+def _confirmation_id(services: Services, token: str) -> int:
+    try:
+        data = services.signer.verify(Purpose.confirm, token)
+    except BadToken as exc:
+        raise NotFound("token") from exc
+    confirmation_id = data.get("c")
+    if not isinstance(confirmation_id, int):
+        raise NotFound("token")
+    return confirmation_id
+
+
+def _confirm_state(services: Services, token: str) -> str:
+    from mailer.models import Confirmation
+
+    confirmation_id = _confirmation_id(services, token)
+    with session_scope(services.engine) as session:
+        confirmation = session.get(Confirmation, confirmation_id)
+        if confirmation is None:
+            raise NotFound("confirmation")
+        if confirmation.used_at is not None:
+            return "used"
+        if confirmation.revoked_at is not None or confirmation.expires_at <= services.clock.now():
+            return "expired"
+        return "open"
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse, tags=["public"])
+def confirm_page(token: str, request: Request, services: ServicesDep) -> Response:
+    """Shows a button that confirms by POST; a GET alone never confirms."""
+    pages = _pages(request)
+    try:
+        state = _confirm_state(services, token)
+    except NotFound:
+        return _bad_link(pages)
+    if state == "expired":
+        return _expired_link(pages)
+    return pages.render("confirm.html", already=state == "used")
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse, tags=["public"])
+def confirm(token: str, request: Request, services: ServicesDep) -> Response:
+    """Confirms the signup the token belongs to; repeating it changes nothing."""
+    pages = _pages(request)
+    context = ledger.ConsentContext(
+        ip=client_ip(request, services.settings.signup.trusted_proxies),
+        user_agent=request.headers.get("user-agent", "")[:1000],
+        source_url=request.headers.get("referer", "")[:MAX_FIELD_LENGTH],
+    )
+    try:
+        confirmation_id = _confirmation_id(services, token)
+        with session_scope(services.engine) as session:
+            result = signup.confirm(session, confirmation_id, context, services.clock.now())
+    except NotFound:
+        return _bad_link(pages)
+    except Expired:
+        return _expired_link(pages)
+    if result.newly_confirmed:
+        services.metrics.confirmations.inc()
+    return pages.render("confirmed.html", list_names=result.list_names, already=result.already_used)
+
+
+def _bad_link(pages: Pages) -> Response:
+    return pages.render(
+        "message.html",
+        status_code=404,
+        title="This link is not valid",
+        message="Please check that you copied the whole link from the email.",
+    )
+
+
+def _expired_link(pages: Pages) -> Response:
+    return pages.render(
+        "message.html",
+        status_code=410,
+        title="This link has expired",
+        message="Please sign up again; we will send you a new link.",
+    )
+
+
+# ---- unsubscribe and preferences -------------------------------------------------------
+
+
+def _unsubscribe_target(services: Services, token: str) -> tuple[int, int | None]:
+    try:
+        data = services.signer.verify(Purpose.unsubscribe, token)
+    except BadToken as exc:
+        raise NotFound("token") from exc
+    subscriber_id, list_id = data.get("s"), data.get("l")
+    if not isinstance(subscriber_id, int) or not isinstance(list_id, int | None):
+        raise NotFound("token")
+    return subscriber_id, list_id
+
+
+def _preferences_view(
+    services: Services, subscriber_id: int, list_id: int | None
+) -> dict[str, Any]:
+    with session_scope(services.engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise NotFound("subscriber")
+        statuses = leaving.list_statuses(session, subscriber_id)
+        target = session.get(MailingList, list_id) if list_id is not None else None
+        return {
+            "erased": subscriber.erased_at is not None,
+            "target_name": target.name if target else "",
+            "lists": [
+                {
+                    "slug": item.slug,
+                    "name": item.name,
+                    "description": item.description,
+                    "status": status,
+                }
+                for item, status in statuses
+                if status is not None or item.id == list_id
+            ],
+        }
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["public"])
+def unsubscribe_page(token: str, request: Request, services: ServicesDep) -> Response:
+    """One button to leave, and the preference centre; a GET changes nothing."""
+    pages = _pages(request)
+    try:
+        subscriber_id, list_id = _unsubscribe_target(services, token)
+        view = _preferences_view(services, subscriber_id, list_id)
+    except NotFound:
+        return _bad_link(pages)
+    return pages.render("unsubscribe.html", view=view, done=None)
+
+
+@router.post("/unsubscribe/{token}", tags=["public"])
+async def unsubscribe(token: str, request: Request, services: ServicesDep) -> Response:
+    """RFC 8058 one-click (`List-Unsubscribe=One-Click`): no cookie, no redirect, 200,
+    idempotent. The preference centre posts `action=preferences` with the lists wanted."""
+    pages = _pages(request)
+    try:
+        subscriber_id, list_id = _unsubscribe_target(services, token)
+        values: dict[str, Any] = {}
+        if request.headers.get("content-type"):
+            values, _ = await parse_fields(request, services.settings.signup.max_body_bytes)
+    except NotFound:
+        return _bad_link(pages)
+    except BadRequest as exc:
+        return error_response(exc, False, pages)
+    context = ledger.ConsentContext(
+        form="preferences" if values.get("action") == "preferences" else "one-click",
+        ip=client_ip(request, services.settings.signup.trusted_proxies),
+        user_agent=request.headers.get("user-agent", "")[:1000],
+    )
+    try:
+        if values.get("action") == "preferences":
+            wanted = set(_as_list(values.get("lists")))
+            done = await run_in_threadpool(
+                _apply_preferences, services, subscriber_id, wanted, context
+            )
+        else:
+            targets = {list_id} if list_id is not None else None
+            done = await run_in_threadpool(_unsubscribe, services, subscriber_id, targets, context)
+        view = await run_in_threadpool(_preferences_view, services, subscriber_id, list_id)
+    except NotFound:
+        return _bad_link(pages)
+    except BadRequest as exc:
+        return error_response(exc, False, pages)
+    return pages.render("unsubscribe.html", view=view, done=done)
+
+
+def _unsubscribe(
+    services: Services,
+    subscriber_id: int,
+    list_ids: set[int] | None,
+    context: ledger.ConsentContext,
+) -> dict[str, Any]:
+    with session_scope(services.engine) as session:
+        left = leaving.unsubscribe(session, subscriber_id, list_ids, context, services.clock.now())
+    if left:
+        services.metrics.unsubscribes.inc()
+    return {"unsubscribed": True, "left": left, "requested": []}
+
+
+PREFERENCES_WORDING = "Chose this list in the preference centre."
+
+
+def _apply_preferences(
+    services: Services, subscriber_id: int, wanted: set[str], context: ledger.ConsentContext
+) -> dict[str, Any]:
+    """Leave the lists unticked now; ticked lists not yet confirmed get a confirmation mail."""
+    now = services.clock.now()
+    with session_scope(services.engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.erased_at is not None:
+            raise NotFound("subscriber")
+        lists = {item.slug: item for item in session.scalars(select(MailingList))}
+        unknown = wanted - lists.keys()
+        if unknown:
+            raise BadRequest(422, f"unknown list {', '.join(sorted(unknown))}", "lists")
+        statuses = {
+            item.slug: status for item, status in leaving.list_statuses(session, subscriber_id)
+        }
+        to_leave = {
+            lists[slug].id
+            for slug, status in statuses.items()
+            if slug not in wanted
+            and status in (SubscriptionStatus.confirmed, SubscriptionStatus.pending)
+        }
+        left = (
+            leaving.unsubscribe(
+                session,
+                subscriber_id,
+                to_leave,  # type: ignore[arg-type]
+                context,
+                now,
+            )
+            if to_leave
+            else []
+        )
+        to_request = [
+            lists[slug]
+            for slug in sorted(wanted)
+            if statuses.get(slug) != SubscriptionStatus.confirmed
+        ]
+        if to_request:
+            signup.request(
+                session,
+                email=subscriber.email,
+                name=subscriber.name,
+                lists=to_request,
+                form_id=None,
+                context=ledger.ConsentContext(
+                    form="preferences",
+                    consent_text=PREFERENCES_WORDING,
+                    ip=context.ip,
+                    user_agent=context.user_agent,
+                ),
+                settings=services.settings.signup,
+                now=now,
+            )
+    if to_request:
+        services.sender.notify()
+    return {"unsubscribed": False, "left": left, "requested": [item.name for item in to_request]}
+
+
+# ---- health and metrics ----------------------------------------------------------------
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(services: ServicesDep) -> Response:
+    """The database answers."""
+    if ping(services.engine):
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "database unreachable"}, status_code=503)
+
+
+@router.get("/metrics", tags=["health"])
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics."""
+    try:
+        with session_scope(services.engine) as session:
+            services.metrics.outbox_depth.set(outbox.depth(session, services.clock.now()))
+    except Exception:
+        log.warning("could not read the outbox depth for /metrics")
+    return Response(
+        services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -1,0 +1,220 @@
+"""The `mailer` command: serve, worker, db, apikey, subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy import Engine
+
+from mailer import config, db
+from mailer.clock import SystemClock
+
+app = typer.Typer(
+    help="mailer: newsletters with double opt-in.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Editors' API keys.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Import and export subscribers.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(subscribers_app, name="subscribers")
+
+log = logging.getLogger("mailer")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML config file (default: $MAILER_CONFIG).", dir_okay=False
+    ),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def _settings(config_path: Path | None) -> config.Settings:
+    try:
+        settings = config.load(config_path)
+        config.check_production(settings)
+    except config.ConfigError as exc:
+        raise fail(str(exc)) from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
+    engine = db.make_engine(settings)
+    if not db.ping(engine):
+        raise fail(f"cannot reach the database at {engine.url.render_as_string()}")
+    if migrate_sqlite and db.is_sqlite(engine):
+        db.upgrade(engine)
+    return engine
+
+
+@app.command()
+def serve(
+    config_path: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not send mail from this process.")
+    ] = False,
+) -> None:
+    """Run the HTTP API, the scheduler and (unless --no-worker) the sender."""
+    from mailer import services as services_module
+    from mailer.api.app import create_app
+
+    settings = _settings(config_path)
+    _engine(settings, migrate_sqlite=True).dispose()
+    services = services_module.build(settings)
+    log.info("database: %s", services.engine.url.render_as_string())
+    if no_worker:
+        log.info("mail: not sent by this process (--no-worker); run `mailer worker`")
+    elif settings.smtp.transport == "maildir":
+        log.warning(
+            "mail: no SMTP server configured; writing messages as .eml files to %s "
+            "(set MAILER_SMTP__TRANSPORT=smtp and MAILER_SMTP__HOST to send)",
+            (settings.maildir_path / "new").resolve(),
+        )
+    else:
+        log.info("mail: %s", services.transport.describe())
+    web = create_app(services, run_sender=not no_worker)
+    # No access log: confirm and unsubscribe paths carry tokens.
+    uvicorn.run(web, host=host, port=port, log_level=settings.log_level.lower(),
+                proxy_headers=False, access_log=False)
+
+
+@app.command()
+def worker(config_path: ConfigOption = None) -> None:
+    """Run only the sender: deliver the outbox until stopped."""
+    from mailer import services as services_module
+
+    settings = _settings(config_path)
+    _engine(settings, migrate_sqlite=True).dispose()
+    services = services_module.build(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await services.sender.run_forever(stop)
+
+    asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config_path: ConfigOption = None, revision: Annotated[str, typer.Argument()] = "head"
+) -> None:
+    """Apply the schema migrations."""
+    settings = _settings(config_path)
+    engine = _engine(settings, migrate_sqlite=False)
+    db.upgrade(engine, revision)
+    typer.echo(f"database at {engine.url.render_as_string()} is at revision {revision}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Create an editors' API key and print it (last line; it is not shown again)."""
+    from mailer import apikeys
+
+    settings = _settings(config_path)
+    engine = _engine(settings, migrate_sqlite=True)
+    with db.session_scope(engine) as session:
+        key = apikeys.create(session, name, SystemClock().now())
+    typer.echo(f"API key for {name!r} (store it now, it is not shown again):", err=True)
+    typer.echo(key)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV with an 'email' column (and 'name').",
+        ),
+    ],
+    list_slug: Annotated[str, typer.Option("--list", help="Slug of the list to add to.")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Import a CSV as confirmed subscribers, with an `imported` consent event per row."""
+    from mailer.subscriptions import transfer
+    from mailer.subscriptions.errors import InvalidInput, UnknownList
+
+    settings = _settings(config_path)
+    engine = _engine(settings, migrate_sqlite=True)
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        total = max(sum(1 for _ in handle) - 1, 0)
+    try:
+        with (
+            file.open(newline="", encoding="utf-8-sig") as handle,
+            typer.progressbar(length=total, label="importing", file=sys.stderr) as bar,
+        ):
+            report = transfer.import_csv(
+                engine,
+                handle,
+                list_slug,
+                source=file.name,
+                now=SystemClock().now,
+                progress=bar.update,
+            )
+    except UnknownList as exc:
+        raise fail(f"there is no list {list_slug!r}") from exc
+    except InvalidInput as exc:
+        raise fail(exc.message) from exc
+    except UnicodeDecodeError as exc:
+        raise fail("the file is not UTF-8 text") from exc
+    for line, reason in report.skipped:
+        typer.echo(f"line {line}: skipped: {reason}", err=True)
+    typer.echo(
+        f"imported {report.imported}, already confirmed {report.already_confirmed}, "
+        f"skipped {len(report.skipped)}"
+    )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    list_slug: Annotated[str | None, typer.Option("--list", help="Only this list.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Write every subscription as CSV."""
+    from mailer.subscriptions import transfer
+
+    settings = _settings(config_path)
+    engine = _engine(settings, migrate_sqlite=True)
+    handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        handle.write(transfer.csv_line(transfer.EXPORT_COLUMNS))
+        with db.session_scope(engine) as session:
+            for row in transfer.export_rows(session, list_slug):
+                handle.write(transfer.csv_line(row))
+    finally:
+        if output:
+            handle.close()
+
+
+if __name__ == "__main__":
+    app()

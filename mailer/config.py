@@ -1,0 +1,184 @@
+"""Settings: one TOML file plus MAILER_<SECTION>__<KEY> environment overrides.
+
+Nothing here is global: `load()` returns a fresh `Settings`, and every other part of
+mailer receives the settings it needs as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "emails"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class DatabaseSettings(BaseModel):
+    url: str = ""
+    """SQLAlchemy URL. Empty means SQLite at <data_dir>/mailer.db."""
+    pool_size: int = 10
+
+
+class SmtpSettings(BaseModel):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    host: str = "localhost"
+    port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_seconds: float = 30.0
+    maildir_path: str = ""
+    """Where the maildir transport writes .eml files. Empty means <data_dir>/outbox."""
+
+
+class MailSettings(BaseModel):
+    from_address: str = "newsletter@localhost"
+    from_name: str = "Newsletter"
+    reply_to: str = ""
+    postal_address: str = ""
+    site_name: str = "Our newsroom"
+    templates_path: str = ""
+    """A directory whose templates override the ones in templates/emails/."""
+
+
+class SignupSettings(BaseModel):
+    confirm_token_ttl_hours: float = 72.0
+    confirmation_mail_window_minutes: float = 60.0
+    """At most one confirmation mail per address in this window."""
+    pending_purge_after_hours: float = 168.0
+    """Unconfirmed signups older than this (and past their token's expiry) are purged."""
+    rate_limit_per_ip: int = 120
+    rate_limit_per_ip_window_seconds: float = 60.0
+    rate_limit_per_address: int = 10
+    rate_limit_per_address_window_seconds: float = 3600.0
+    max_body_bytes: int = 16_384
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """CIDRs whose X-Forwarded-For is believed (e.g. ["127.0.0.1/32"])."""
+
+
+class SenderSettings(BaseModel):
+    poll_interval_seconds: float = 1.0
+    batch_size: int = 100
+    concurrency: int = 4
+    lease_seconds: float = 300.0
+    max_attempts: int = 8
+    retry_base_seconds: float = 30.0
+
+
+class Settings(BaseSettings):
+    """Everything mailer can be told; see config.example.toml for each key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    production: bool = False
+    public_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("var")
+    secret_key: SecretStr = SecretStr("")
+    log_level: str = "INFO"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    signup: SignupSettings = Field(default_factory=SignupSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'mailer.db'}"
+
+    @property
+    def maildir_path(self) -> Path:
+        return Path(self.smtp.maildir_path) if self.smtp.maildir_path else self.data_dir / "outbox"
+
+    @property
+    def email_template_dirs(self) -> list[Path]:
+        dirs = [Path(self.mail.templates_path)] if self.mail.templates_path else []
+        return [*dirs, REPO_TEMPLATES]
+
+
+def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from `path` (or $MAILER_CONFIG), the environment and `overrides`."""
+    path = path or os.environ.get("MAILER_CONFIG") or None
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        return FileSettings(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError, tomllib's decode error
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def signing_key(settings: Settings) -> bytes:
+    """The server's secret, or a development key kept under data_dir (refused in production)."""
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        if settings.production and len(configured) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"secret_key must be at least {MIN_SECRET_LENGTH} characters in production"
+            )
+        return configured.encode()
+    if settings.production:
+        raise ConfigError(
+            "production = true needs a secret_key: set MAILER_SECRET_KEY "
+            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        )
+    key_file = settings.data_dir / "secret.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+        log.warning(
+            "generated a development signing key in %s; set secret_key in production", key_file
+        )
+    return key_file.read_text().strip().encode()
+
+
+def check_production(settings: Settings) -> None:
+    """Refuse to start in production mode with secrets missing."""
+    signing_key(settings)
+    if not settings.production:
+        return
+    smtp = settings.smtp
+    if smtp.transport == "smtp" and smtp.username and not smtp.password.get_secret_value():
+        raise ConfigError("smtp.username is set but smtp.password is empty (MAILER_SMTP__PASSWORD)")
+    if not settings.public_url.startswith("https://"):
+        raise ConfigError("public_url must be an https:// URL in production (MAILER_PUBLIC_URL)")

@@ -1,0 +1,89 @@
+"""The outbox table as a queue: claim due rows under a lease, record each outcome.
+
+`claim_due` marks rows `sending` with a lease; a sender that dies leaves its rows to be
+claimed again once the lease runs out. On PostgreSQL claims use FOR UPDATE SKIP LOCKED,
+so several senders never take the same row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlmodel import Session
+
+from mailer.models import OutboxMessage, OutboxStatus
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        (OutboxMessage.status == OutboxStatus.queued) & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.status == OutboxStatus.sending) & (OutboxMessage.lease_until < now),
+    )
+
+
+def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Take up to `limit` due rows: sets them `sending` until now + lease. Returns their ids."""
+    ids = list(
+        session.scalars(
+            select(OutboxMessage.id)
+            .where(_due(now))
+            .order_by(OutboxMessage.next_attempt_at)  # type: ignore[arg-type]
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .values(
+                status=OutboxStatus.sending,
+                lease_until=now + lease,
+                attempts=OutboxMessage.attempts + 1,
+            )
+        )
+    return ids
+
+
+def record_sent(session: Session, message_id: int, reply: str, now: datetime) -> None:
+    """Side effect: the row becomes `sent`."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)  # type: ignore[arg-type]
+        .values(status=OutboxStatus.sent, sent_at=now, lease_until=None, last_reply=reply[:1000])
+    )
+
+
+def record_failure(
+    session: Session, message_id: int, reply: str, permanent: bool, retry_at: datetime | None
+) -> None:
+    """Side effect: the row is queued again at `retry_at`, or `failed` for good."""
+    final = permanent or retry_at is None
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)  # type: ignore[arg-type]
+        .values(
+            status=OutboxStatus.failed if final else OutboxStatus.queued,
+            next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,
+            lease_until=None,
+            last_reply=reply[:1000],
+        )
+    )
+
+
+def retry_delay(attempts: int, base_seconds: float) -> timedelta:
+    """Exponential backoff: base, 2*base, 4*base, ... capped at six hours."""
+    return timedelta(seconds=min(base_seconds * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def depth(session: Session, now: datetime) -> int:
+    """Rows due now or waiting for a retry."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.status.in_([OutboxStatus.queued, OutboxStatus.sending]))  # type: ignore[attr-defined]
+        )
+        or 0
+    )

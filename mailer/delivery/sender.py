@@ -1,0 +1,133 @@
+"""The sender loop: claim due outbox rows, compose, deliver, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from mailer.clock import Clock
+from mailer.config import SenderSettings
+from mailer.db import session_scope
+from mailer.delivery import outbox
+from mailer.delivery.compose import Composer, Envelope, NothingToSend
+from mailer.delivery.transport import DeliveryError, Transport
+from mailer.metrics import Metrics
+from mailer.models import OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    def __init__(
+        self,
+        engine: Engine,
+        transport: Transport,
+        composer: Composer,
+        settings: SenderSettings,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.composer = composer
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+        self.wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def notify(self) -> None:
+        """Wake the loop early (callable from any thread): new mail was queued."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.wake.set)
+
+    def _claim_and_compose(self) -> list[tuple[int, int, Envelope | None]]:
+        """Claim a batch and compose each message (rows with nothing to send are closed)."""
+        now = self.clock.now()
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        with session_scope(self.engine) as session:
+            ids = outbox.claim_due(session, now, self.settings.batch_size, lease)
+        composed: list[tuple[int, int, Envelope | None]] = []
+        for message_id in ids:
+            with session_scope(self.engine) as session:
+                row = session.get(OutboxMessage, message_id)
+                assert row is not None
+                try:
+                    composed.append(
+                        (message_id, row.attempts, self.composer.compose(session, row, now))
+                    )
+                except NothingToSend as exc:
+                    row.status = OutboxStatus.superseded
+                    row.last_reply = str(exc)
+                    session.add(row)
+        return composed
+
+    async def run_once(self) -> int:
+        """Deliver one batch of due messages; returns how many were attempted."""
+        batch = await asyncio.to_thread(self._claim_and_compose)
+        if not batch:
+            return 0
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        async def deliver(message_id: int, attempts: int, envelope: Envelope) -> None:
+            async with semaphore:
+                try:
+                    reply = await self.transport.send(
+                        envelope.sender, envelope.recipient, envelope.data
+                    )
+                except DeliveryError as exc:
+                    await asyncio.to_thread(self._record_failure, message_id, attempts, exc)
+                else:
+                    await asyncio.to_thread(self._record_sent, message_id, reply)
+
+        await asyncio.gather(*(deliver(i, a, e) for i, a, e in batch if e is not None))
+        return len(batch)
+
+    def _record_sent(self, message_id: int, reply: str) -> None:
+        with session_scope(self.engine) as session:
+            outbox.record_sent(session, message_id, reply, self.clock.now())
+        self.metrics.mail_sent.inc()
+
+    def _record_failure(self, message_id: int, attempts: int, exc: DeliveryError) -> None:
+        retry_at = None
+        if not exc.permanent and attempts < self.settings.max_attempts:
+            retry_at = self.clock.now() + outbox.retry_delay(
+                attempts, self.settings.retry_base_seconds
+            )
+        with session_scope(self.engine) as session:
+            outbox.record_failure(session, message_id, exc.reply, exc.permanent, retry_at)
+        self.metrics.mail_failed.inc() if retry_at is None else self.metrics.mail_deferred.inc()
+        log.warning(
+            "delivery of outbox row %s failed (%s): %s",
+            message_id,
+            "will retry" if retry_at else "final",
+            exc.reply,
+        )
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        log.info("sender started: %s", self.transport.describe())
+        while not stop.is_set():
+            try:
+                attempted = await self.run_once()
+            except Exception:
+                log.exception("sender loop error; retrying shortly")
+                attempted = 0
+            if attempted:
+                continue
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait(stop), self.settings.poll_interval_seconds)
+        await self.transport.close()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

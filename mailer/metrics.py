@@ -1,0 +1,30 @@
+"""Prometheus metrics, one registry per app instance (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.signups = Counter("mailer_signups", "Accepted signup requests", registry=r)
+        self.signups_rejected = Counter(
+            "mailer_signups_rejected", "Signups refused, by reason", ["reason"], registry=r
+        )
+        self.confirmations = Counter("mailer_confirmations", "Confirmed signups", registry=r)
+        self.unsubscribes = Counter("mailer_unsubscribes", "Unsubscribes", registry=r)
+        self.mail_sent = Counter(
+            "mailer_mail_sent", "Messages accepted by the transport", registry=r
+        )
+        self.mail_failed = Counter("mailer_mail_failed", "Messages failed for good", registry=r)
+        self.mail_deferred = Counter(
+            "mailer_mail_deferred", "Messages queued for a retry", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "mailer_outbox_depth", "Messages queued or being sent", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,64 @@
+"""The collaborators one mailer process needs, built once from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from mailer import config, db
+from mailer.clock import Clock, SystemClock
+from mailer.delivery.compose import Composer
+from mailer.delivery.render import MailRenderer
+from mailer.delivery.sender import Sender
+from mailer.delivery.transport import Transport, make_transport
+from mailer.metrics import Metrics
+from mailer.ratelimit import SlidingWindowLimiter
+from mailer.tokens import Signer
+
+
+@dataclass
+class Services:
+    settings: config.Settings
+    engine: Engine
+    signer: Signer
+    clock: Clock
+    metrics: Metrics
+    renderer: MailRenderer
+    transport: Transport
+    sender: Sender
+    ip_limiter: SlidingWindowLimiter
+    address_limiter: SlidingWindowLimiter
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def build(
+    settings: config.Settings, *, clock: Clock | None = None, transport: Transport | None = None
+) -> Services:
+    """Wire everything from settings; `clock` and `transport` may be swapped (tests)."""
+    config.check_production(settings)
+    clock = clock or SystemClock()
+    engine = db.make_engine(settings)
+    signer = Signer(config.signing_key(settings))
+    metrics = Metrics()
+    renderer = MailRenderer(settings.email_template_dirs)
+    transport = transport or make_transport(settings.smtp, settings.maildir_path)
+    composer = Composer(settings, renderer, signer)
+    sender = Sender(engine, transport, composer, settings.sender, clock, metrics)
+    signup = settings.signup
+    return Services(
+        settings=settings,
+        engine=engine,
+        signer=signer,
+        clock=clock,
+        metrics=metrics,
+        renderer=renderer,
+        transport=transport,
+        sender=sender,
+        ip_limiter=SlidingWindowLimiter(
+            signup.rate_limit_per_ip, signup.rate_limit_per_ip_window_seconds
+        ),
+        address_limiter=SlidingWindowLimiter(
+            signup.rate_limit_per_address, signup.rate_limit_per_address_window_seconds
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Subscribers, subscriptions and their consent: signup, confirm, leave, import, erase."""

@@ -1,0 +1,118 @@
+"""Erasure (right to be forgotten) and the purge of signups never confirmed.
+
+Erasure keeps every consent event and the subscriber row, replacing the address, the
+name and each event's personal fields by digests, so the ledger stays verifiable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, select, update
+from sqlmodel import Session
+
+from mailer.models import (
+    Confirmation,
+    ConsentAction,
+    MailingList,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from mailer.subscriptions import ledger
+from mailer.subscriptions.addresses import address_digest
+from mailer.subscriptions.signup import lock_subscriber
+
+ERASED_DOMAIN = "erased.invalid"
+
+
+def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "") -> None:
+    """Forget a subscriber's personal data; leaves them on no list and with no mail queued."""
+    subscriber = lock_subscriber(session, subscriber_id)
+    if subscriber.erased_at is not None:
+        return
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber_id)  # type: ignore[arg-type]
+        .values(status=SubscriptionStatus.unsubscribed, updated_at=now)
+    )
+    session.execute(
+        update(Confirmation)
+        .where(
+            Confirmation.subscriber_id == subscriber_id,  # type: ignore[arg-type]
+            Confirmation.used_at.is_(None),
+        )  # type: ignore[union-attr]
+        .values(revoked_at=now)
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.subscriber_id == subscriber_id,  # type: ignore[arg-type]
+            OutboxMessage.status == OutboxStatus.queued,
+        )  # type: ignore[arg-type]
+        .values(status=OutboxStatus.superseded)
+    )
+    ledger.erase_personal_fields(session, subscriber_id)
+    subscriber.email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"
+    subscriber.name = ""
+    subscriber.erased_at = now
+    ledger.append(
+        session,
+        subscriber,
+        ConsentAction.erased,
+        [],
+        ledger.ConsentContext(consent_text=reason),
+        now,
+    )
+
+
+def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) -> int:
+    """Drop pending subscriptions with no usable confirm link that are older than
+    `older_than`; erase subscribers left with nothing. Returns how many were dropped."""
+    cutoff = now - older_than
+    open_link = exists().where(
+        Confirmation.subscriber_id == Subscription.subscriber_id,
+        Confirmation.used_at.is_(None),  # type: ignore[union-attr]
+        Confirmation.revoked_at.is_(None),  # type: ignore[union-attr]
+        Confirmation.expires_at > now,
+    )
+    stale = list(
+        session.execute(
+            select(Subscription.id, Subscription.subscriber_id, MailingList.slug)
+            .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
+            .where(
+                Subscription.status == SubscriptionStatus.pending,
+                Subscription.created_at < cutoff,
+                ~open_link,
+            )
+        )
+    )
+    by_subscriber: dict[int, list[tuple[int, str]]] = {}
+    for subscription_id, subscriber_id, slug in stale:
+        by_subscriber.setdefault(subscriber_id, []).append((subscription_id, slug))
+    for subscriber_id, rows in by_subscriber.items():
+        subscriber = lock_subscriber(session, subscriber_id)
+        session.execute(
+            delete(Subscription).where(Subscription.id.in_([row_id for row_id, _ in rows]))
+        )  # type: ignore[union-attr]
+        ledger.append(
+            session,
+            subscriber,
+            ConsentAction.expired,
+            [slug for _, slug in rows],
+            ledger.ConsentContext(consent_text="never confirmed"),
+            now,
+        )
+        session.flush()
+        has_any = session.scalars(
+            select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
+        ).first()
+        if has_any is None:
+            erase(session, subscriber_id, now, reason="unconfirmed signup purged")
+    return len(stale)
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.scalars(select(Subscriber).where(Subscriber.email == email)).first()

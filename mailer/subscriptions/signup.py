@@ -1,0 +1,257 @@
+"""Double opt-in: a signup becomes a pending confirmation, a confirm makes it count.
+
+The answer to a signup never depends on what the address already is; what happens
+underneath does:
+- lists already confirmed stay confirmed (re-posting never demotes a reader);
+- lists pending or unsubscribed get one confirmation mail per address per window;
+- an unsubscribed list comes back only when that new confirmation is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from mailer.config import SignupSettings
+from mailer.models import (
+    Confirmation,
+    ConsentAction,
+    Form,
+    FormConsentVersion,
+    MailingList,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from mailer.subscriptions import ledger
+from mailer.subscriptions.errors import Expired, NotFound
+
+
+@dataclass
+class SignupResult:
+    """What a signup did (never shown to the reader, who sees the same answer always)."""
+
+    subscriber_id: int
+    confirmation_id: int | None = None
+    mail_at: datetime | None = None
+    already_confirmed: list[str] = field(default_factory=list)
+
+
+def get_or_create_subscriber(session: Session, email: str, name: str, now: datetime) -> Subscriber:
+    """The subscriber row for `email`, created if new, locked for this transaction."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Subscriber)
+        .values(email=email, name=name, created_at=now, chain_head="")
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    return session.scalars(
+        select(Subscriber).where(Subscriber.email == email).with_for_update()
+    ).one()
+
+
+def lock_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    found = session.scalars(
+        select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()
+    ).first()
+    if found is None:
+        raise NotFound("subscriber")
+    return found
+
+
+def subscriptions_by_list(session: Session, subscriber_id: int) -> dict[int, Subscription]:
+    rows = session.scalars(select(Subscription).where(Subscription.subscriber_id == subscriber_id))
+    return {row.list_id: row for row in rows}
+
+
+def request(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    lists: list[MailingList],
+    form_id: int | None,
+    context: ledger.ConsentContext,
+    settings: SignupSettings,
+    now: datetime,
+) -> SignupResult:
+    """Record a signup for `lists` and queue a confirmation mail when one is due."""
+    subscriber = get_or_create_subscriber(session, email, name, now)
+    assert subscriber.id is not None
+    current = subscriptions_by_list(session, subscriber.id)
+    result = SignupResult(subscriber_id=subscriber.id)
+    needing: list[MailingList] = []
+    for mailing_list in lists:
+        assert mailing_list.id is not None
+        existing = current.get(mailing_list.id)
+        if existing is not None and existing.status == SubscriptionStatus.confirmed:
+            result.already_confirmed.append(mailing_list.slug)
+        else:
+            needing.append(mailing_list)
+    if not needing:
+        return result
+
+    needing_ids = {mailing_list.id for mailing_list in needing}
+    window = timedelta(minutes=settings.confirmation_mail_window_minutes)
+    window_end = (
+        subscriber.last_confirmation_at + window if subscriber.last_confirmation_at else None
+    )
+    open_confirmation = session.scalars(
+        select(Confirmation)
+        .where(
+            Confirmation.subscriber_id == subscriber.id,
+            Confirmation.used_at.is_(None),  # type: ignore[union-attr]
+            Confirmation.revoked_at.is_(None),  # type: ignore[union-attr]
+            Confirmation.expires_at > now,
+        )
+        .order_by(Confirmation.id.desc())  # type: ignore[union-attr]
+    ).first()
+    if (
+        open_confirmation is not None
+        and needing_ids <= set(open_confirmation.list_ids)
+        and window_end is not None
+        and now < window_end
+    ):
+        return result  # already asked, recently: no new mail, no new event
+
+    for mailing_list in needing:
+        assert mailing_list.id is not None
+        if mailing_list.id not in current:
+            session.add(
+                Subscription(
+                    subscriber_id=subscriber.id,
+                    list_id=mailing_list.id,
+                    status=SubscriptionStatus.pending,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    mail_at = max(now, window_end) if window_end else now
+    confirmation = Confirmation(
+        subscriber_id=subscriber.id,
+        list_ids=sorted(needing_ids),  # type: ignore[type-var]
+        form_id=form_id,
+        consent_version=context.consent_version,
+        created_at=now,
+        expires_at=mail_at + timedelta(hours=settings.confirm_token_ttl_hours),
+    )
+    session.add(confirmation)
+    session.flush()
+    # A confirmation mail not yet sent is replaced by this one, which covers its lists too.
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.subscriber_id == subscriber.id,  # type: ignore[arg-type]
+            OutboxMessage.kind == OutboxKind.confirmation,  # type: ignore[arg-type]
+            OutboxMessage.status == OutboxStatus.queued,
+        )  # type: ignore[arg-type]
+        .values(status=OutboxStatus.superseded)
+    )
+    session.add(
+        OutboxMessage(
+            kind=OutboxKind.confirmation,
+            subscriber_id=subscriber.id,
+            confirmation_id=confirmation.id,
+            next_attempt_at=mail_at,
+            created_at=now,
+        )
+    )
+    subscriber.last_confirmation_at = mail_at
+    ledger.append(
+        session,
+        subscriber,
+        ConsentAction.requested,
+        [mailing_list.slug for mailing_list in needing],
+        context,
+        now,
+    )
+    result.confirmation_id = confirmation.id
+    result.mail_at = mail_at
+    return result
+
+
+@dataclass
+class ConfirmResult:
+    subscriber_id: int
+    list_names: list[str]
+    newly_confirmed: list[str]
+    already_used: bool
+
+
+def confirm(
+    session: Session, confirmation_id: int, context: ledger.ConsentContext, now: datetime
+) -> ConfirmResult:
+    """Use a confirmation: its lists become confirmed. Using it again changes nothing."""
+    confirmation = session.get(Confirmation, confirmation_id)
+    if confirmation is None:
+        raise NotFound("confirmation")
+    subscriber = lock_subscriber(session, confirmation.subscriber_id)
+    session.refresh(confirmation)
+    lists = list(
+        session.scalars(
+            select(MailingList)
+            .where(MailingList.id.in_(confirmation.list_ids))  # type: ignore[union-attr]
+            .order_by(MailingList.slug)
+        )
+    )
+    names = [mailing_list.name for mailing_list in lists]
+    if confirmation.used_at is not None:
+        return ConfirmResult(subscriber.id or 0, names, [], already_used=True)
+    if confirmation.revoked_at is not None or confirmation.expires_at <= now:
+        raise Expired("confirmation")
+
+    context = _with_wording_of(session, confirmation, context)
+    current = subscriptions_by_list(session, confirmation.subscriber_id)
+    confirmed: list[str] = []
+    resubscribed: list[str] = []
+    for mailing_list in lists:
+        assert mailing_list.id is not None
+        subscription = current.get(mailing_list.id)
+        if subscription is None:  # purged meanwhile: the reader's click still counts
+            subscription = Subscription(
+                subscriber_id=confirmation.subscriber_id,
+                list_id=mailing_list.id,
+                created_at=now,
+                updated_at=now,
+            )
+        elif subscription.status == SubscriptionStatus.confirmed:
+            continue
+        target = (
+            resubscribed if subscription.status == SubscriptionStatus.unsubscribed else confirmed
+        )
+        target.append(mailing_list.slug)
+        subscription.status = SubscriptionStatus.confirmed
+        subscription.confirmed_at = now
+        subscription.updated_at = now
+        session.add(subscription)
+    confirmation.used_at = now
+    session.add(confirmation)
+    if confirmed:
+        ledger.append(session, subscriber, ConsentAction.confirmed, confirmed, context, now)
+    if resubscribed:
+        ledger.append(session, subscriber, ConsentAction.resubscribed, resubscribed, context, now)
+    return ConfirmResult(subscriber.id or 0, names, confirmed + resubscribed, already_used=False)
+
+
+def _with_wording_of(
+    session: Session, confirmation: Confirmation, context: ledger.ConsentContext
+) -> ledger.ConsentContext:
+    """The confirming request's context, carrying the wording the reader agreed to."""
+    if confirmation.form_id is None:
+        return context
+    form = session.get(Form, confirmation.form_id)
+    wording = session.get(FormConsentVersion, (confirmation.form_id, confirmation.consent_version))
+    return replace(
+        context,
+        form=form.slug if form else "",
+        consent_text=wording.consent_text if wording else "",
+        consent_version=confirmation.consent_version,
+    )

@@ -1,0 +1,162 @@
+"""CSV import (as confirmed, with an `imported` consent event per row) and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from mailer.db import session_scope
+from mailer.models import ConsentAction, MailingList, Subscriber, Subscription, SubscriptionStatus
+from mailer.subscriptions import ledger
+from mailer.subscriptions.addresses import check_header_safe, normalize_email
+from mailer.subscriptions.catalog import list_by_slug
+from mailer.subscriptions.errors import InvalidInput
+from mailer.subscriptions.signup import get_or_create_subscriber, subscriptions_by_list
+
+IMPORT_BATCH = 500
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    already_confirmed: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    """(line number, reason) for each row not imported."""
+
+
+def read_rows(handle: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV with an `email` column."""
+    reader = csv.DictReader(handle)
+    if reader.fieldnames is None or "email" not in [h.strip().lower() for h in reader.fieldnames]:
+        raise InvalidInput("file", "the CSV needs a header row with an 'email' column")
+    for row in reader:
+        cleaned = {
+            (k or "").strip().lower(): (v or "") for k, v in row.items() if isinstance(v, str)
+        }
+        yield reader.line_num, cleaned
+
+
+def import_csv(
+    engine: Engine,
+    handle: Iterable[str],
+    list_slug: str,
+    source: str,
+    now: Callable[[], datetime],
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import rows as confirmed subscribers of `list_slug`, in batches of IMPORT_BATCH."""
+    report = ImportReport()
+    with session_scope(engine) as session:
+        list_by_slug(session, list_slug)  # fail before reading when the list is unknown
+    batch: list[tuple[int, str, str]] = []
+    seen: set[str] = set()
+    for line, row in read_rows(handle):
+        try:
+            email = normalize_email(row.get("email", ""))
+            name = check_header_safe("name", row.get("name", "").strip())
+        except InvalidInput as exc:
+            report.skipped.append(
+                (line, exc.message if exc.field == "name" else f"invalid address: {exc.message}")
+            )
+            continue
+        if email in seen:
+            report.skipped.append((line, "duplicate of an earlier row"))
+            continue
+        seen.add(email)
+        batch.append((line, email, name))
+        if len(batch) >= IMPORT_BATCH:
+            _import_batch(engine, batch, list_slug, source, now(), report)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        _import_batch(engine, batch, list_slug, source, now(), report)
+        if progress:
+            progress(len(batch))
+    return report
+
+
+def _import_batch(
+    engine: Engine,
+    batch: list[tuple[int, str, str]],
+    list_slug: str,
+    source: str,
+    now: datetime,
+    report: ImportReport,
+) -> None:
+    context = ledger.ConsentContext(consent_text=f"imported from {source}")
+    with session_scope(engine) as session:
+        mailing_list = list_by_slug(session, list_slug)
+        assert mailing_list.id is not None
+        for line, email, name in batch:
+            subscriber = get_or_create_subscriber(session, email, name, now)
+            assert subscriber.id is not None
+            existing = subscriptions_by_list(session, subscriber.id).get(mailing_list.id)
+            if existing is not None and existing.status == SubscriptionStatus.confirmed:
+                report.already_confirmed += 1
+                continue
+            if existing is not None and existing.status == SubscriptionStatus.unsubscribed:
+                report.skipped.append((line, "unsubscribed earlier; not re-added"))
+                continue
+            if existing is None:
+                existing = Subscription(
+                    subscriber_id=subscriber.id,
+                    list_id=mailing_list.id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            existing.status = SubscriptionStatus.confirmed
+            existing.confirmed_at = now
+            existing.updated_at = now
+            session.add(existing)
+            if name and not subscriber.name:
+                subscriber.name = name
+            ledger.append(session, subscriber, ConsentAction.imported, [list_slug], context, now)
+            report.imported += 1
+
+
+EXPORT_COLUMNS = ["email", "name", "list", "status", "subscribed_at", "confirmed_at"]
+
+
+def export_rows(session: Session, list_slug: str | None) -> Iterator[list[str]]:
+    """Rows of (email, name, list, status, subscribed_at, confirmed_at), erased excluded."""
+    query = (
+        select(
+            Subscriber.email,
+            Subscriber.name,
+            MailingList.slug,
+            Subscription.status,
+            Subscription.created_at,
+            Subscription.confirmed_at,
+        )
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
+        .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
+        .where(Subscriber.erased_at.is_(None))  # type: ignore[union-attr]
+        .order_by(Subscriber.id, MailingList.slug)
+    )
+    if list_slug:
+        query = query.where(MailingList.slug == list_slug)
+    for email, name, slug, status, created_at, confirmed_at in session.execute(
+        query.execution_options(yield_per=1000)
+    ):
+        yield [
+            email,
+            name,
+            slug,
+            status,
+            created_at.isoformat(),
+            confirmed_at.isoformat() if confirmed_at else "",
+        ]
+
+
+def csv_line(values: list[str]) -> str:
+    """One CSV line; cells starting with = + - @ are quoted against spreadsheet formulas."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(["'" + v if v[:1] in ("=", "+", "-", "@") else v for v in values])
+    return buffer.getvalue()
