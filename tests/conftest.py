@@ -1,0 +1,301 @@
+"""Shared fixtures: a real SMTP server (aiosmtpd), real SQLite files and a real PostgreSQL.
+
+Every app-level test runs twice, on SQLite and on PostgreSQL (`db_kind`). PostgreSQL
+must be reachable: the tests fail, not skip, when it is not, unless
+MAILER_TEST_POSTGRES=skip is set on a machine that has none.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope, Session
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from mailer import apikeys, config, db
+from mailer.api.app import create_app
+from mailer.clock import FrozenClock
+from mailer.db import session_scope
+from mailer.services import Services, build
+
+PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = "test-secret-key-that-is-long-enough-for-production-0123456789"
+
+
+# ---- SMTP ----------------------------------------------------------------------------
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class RecordingHandler:
+    """Records every accepted message; `replies` maps an address to an RCPT reply."""
+
+    messages: list[Received] = field(default_factory=list)
+    replies: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        reply = self.replies.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope
+                          ) -> str:
+        with self.lock:
+            self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos),
+                                          bytes(envelope.original_content or b"")))
+        return "250 Message accepted"
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.handler = RecordingHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.running = False
+
+    def start(self) -> None:
+        self.controller.start()
+        self.running = True
+
+    def stop(self) -> None:
+        """Stop accepting connections (a relay that is down); safe to call twice."""
+        if self.running:
+            self.controller.stop()
+            self.running = False
+
+    @property
+    def messages(self) -> list[Received]:
+        return list(self.handler.messages)
+
+    def to(self, address: str) -> list[Received]:
+        return [m for m in self.messages if address in m.rcpt_tos]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.handler.messages) >= count:
+                return self.messages
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} messages, got {len(self.handler.messages)}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+# ---- databases -----------------------------------------------------------------------
+
+def _pg_reachable() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that per-test databases are copied from."""
+    if not _pg_reachable():
+        if os.environ.get("MAILER_TEST_POSTGRES") == "skip":
+            pytest.skip("PostgreSQL unreachable and MAILER_TEST_POSTGRES=skip")
+        pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN}; start it or set "
+                    "MAILER_TEST_POSTGRES=skip")
+    name = f"mailer_tpl_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    settings = config.load(database={"url": _pg_url(name)}, secret_key=SECRET)
+    engine = db.make_engine(settings)
+    db.upgrade(engine)
+    engine.dispose()
+    yield name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "mailer.db"
+    settings = config.load(database={"url": f"sqlite:///{path}"}, secret_key=SECRET)
+    engine = db.make_engine(settings)
+    db.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+                 ) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    if db_kind == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "mailer.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"mailer_t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _pg_url(name)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---- the app -------------------------------------------------------------------------
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Tests override this to change settings (nested dicts per section)."""
+    return {}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: SmtpSink, tmp_path: Path,
+             settings_overrides: dict[str, Any]) -> config.Settings:
+    base = {
+        "data_dir": str(tmp_path / "var"),
+        "secret_key": SECRET,
+        "public_url": "http://testserver",
+        "database": {"url": database_url, "pool_size": 5},
+        "smtp": {"transport": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                 "timeout_seconds": 5},
+        "mail": {"from_address": "news@example.org", "from_name": "Example News",
+                 "site_name": "Example News", "postal_address": "1 Press Street, Berlin"},
+        "sender": {"poll_interval_seconds": 0.05, "retry_base_seconds": 1},
+    }
+    return config.load(**_merge(base, settings_overrides))
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def services(settings: config.Settings, clock: FrozenClock) -> Iterator[Services]:
+    built = build(settings, clock=clock)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    """The app over HTTP (in-process), with its sender delivering to the SMTP sink."""
+    app = create_app(services, run_scheduler=False)
+    with TestClient(app, client=("203.0.113.7", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_key(services: Services) -> str:
+    with session_scope(services.engine) as session:
+        return apikeys.create(session, "tests", services.clock.now())
+
+
+@pytest.fixture
+def editor(client: TestClient, api_key: str) -> TestClient:
+    """The same client, authenticated as an editor."""
+    client.headers["Authorization"] = f"Bearer {api_key}"
+    return client
+
+
+def count_rows(services: Services, model: Any) -> int:
+    with session_scope(services.engine) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def outbox_idle(services: Services, timeout: float = 10.0) -> None:
+    """Wait until no outbox row is due (queued now, or being sent)."""
+    from mailer.models import OutboxMessage, OutboxStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(services.engine) as session:
+            busy = session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(
+                    ((OutboxMessage.status == OutboxStatus.queued)
+                     & (OutboxMessage.next_attempt_at <= services.clock.now()))
+                    | (OutboxMessage.status == OutboxStatus.sending)))
+        if not busy:
+            return
+        time.sleep(0.02)
+    raise AssertionError("outbox still busy")
+
+
+def link_in(message: EmailMessage, path_prefix: str) -> str:
+    """The first link in the text part starting with http://testserver<path_prefix>."""
+    import re
+
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    match = re.search(r"http://testserver" + re.escape(path_prefix) + r"[^\s]+", text)
+    assert match, f"no {path_prefix} link in:\n{text}"
+    return match.group(0).removeprefix("http://testserver")
+
+
+Waiter = Callable[[int], list[Received]]
