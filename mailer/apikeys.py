@@ -6,8 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.models import ApiKey
 
@@ -27,7 +26,7 @@ def create(session: Session, name: str, now: datetime) -> str:
 
 def authenticate(session: Session, key: str) -> ApiKey | None:
     """The live key matching `key`, or None. Lookup is by hash, so timing reveals nothing."""
-    found = session.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
+    found = session.scalars(select(ApiKey).where(col(ApiKey.key_hash) == _hash(key))).first()
     if found is None or found.revoked_at is not None:
         return None
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,6 +30,21 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(subscribers_app, name="subscribers")
 
 log = logging.getLogger("mailer")
+
+
+@app.callback()
+def main(
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="TOML config file for every sub-command.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """mailer: newsletters with double opt-in."""
+    if config_path is not None:
+        os.environ["MAILER_CONFIG"] = str(config_path)
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -93,8 +109,14 @@ def serve(
         log.info("mail: %s", services.transport.describe())
     web = create_app(services, run_sender=not no_worker)
     # No access log: confirm and unsubscribe paths carry tokens.
-    uvicorn.run(web, host=host, port=port, log_level=settings.log_level.lower(),
-                proxy_headers=False, access_log=False)
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        access_log=False,
+    )
 
 
 @app.command()

@@ -134,12 +134,12 @@ class Settings(BaseSettings):
 
 def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read settings from `path` (or $MAILER_CONFIG), the environment and `overrides`."""
-    path = path or os.environ.get("MAILER_CONFIG") or None
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(f"config file not found: {path}")
+    toml_file = str(path or os.environ.get("MAILER_CONFIG") or "") or None
+    if toml_file is not None and not Path(toml_file).is_file():
+        raise ConfigError(f"config file not found: {toml_file}")
 
     class FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=path)
+        model_config = SettingsConfigDict(toml_file=toml_file)
 
     try:
         return FileSettings(**overrides)

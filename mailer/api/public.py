@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from sqlalchemy import select
+from sqlmodel import select
 from starlette.datastructures import UploadFile
 
 from mailer.api.deps import ServicesDep, client_ip
@@ -189,7 +189,7 @@ def error_response(exc: BadRequest, as_json: bool, pages: Pages) -> Response:
 
 
 def _pages(request: Request) -> Pages:
-    return request.app.state.pages  # type: ignore[no-any-return]
+    return request.app.state.pages
 
 
 @router.post("/subscribe", tags=["public"], summary="Sign up (double opt-in)")
@@ -552,8 +552,8 @@ def _apply_preferences(
         statuses = {
             item.slug: status for item, status in leaving.list_statuses(session, subscriber_id)
         }
-        to_leave = {
-            lists[slug].id
+        to_leave: set[int] = {
+            lists[slug].id or 0
             for slug, status in statuses.items()
             if slug not in wanted
             and status in (SubscriptionStatus.confirmed, SubscriptionStatus.pending)
@@ -562,7 +562,7 @@ def _apply_preferences(
             leaving.unsubscribe(
                 session,
                 subscriber_id,
-                to_leave,  # type: ignore[arg-type]
+                to_leave,
                 context,
                 now,
             )

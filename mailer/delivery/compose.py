@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.delivery import message
@@ -53,8 +52,8 @@ class Composer:
         lists = list(
             session.scalars(
                 select(MailingList)
-                .where(MailingList.id.in_(confirmation.list_ids))  # type: ignore[union-attr]
-                .order_by(MailingList.name)
+                .where(col(MailingList.id).in_(confirmation.list_ids))
+                .order_by(col(MailingList.name))
             )
         )
         token = self.signer.sign(Purpose.confirm, {"c": confirmation.id})

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, func, or_, update
+from sqlmodel import Session, col, select
 
 from mailer.models import OutboxMessage, OutboxStatus
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]
+def _due(now: datetime) -> ColumnElement[bool]:
     return or_(
-        (OutboxMessage.status == OutboxStatus.queued) & (OutboxMessage.next_attempt_at <= now),
-        (OutboxMessage.status == OutboxStatus.sending) & (OutboxMessage.lease_until < now),
+        (col(OutboxMessage.status) == OutboxStatus.queued)
+        & (col(OutboxMessage.next_attempt_at) <= now),
+        (col(OutboxMessage.status) == OutboxStatus.sending)
+        & (col(OutboxMessage.lease_until) < now),
     )
 
 
@@ -28,7 +30,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
         session.scalars(
             select(OutboxMessage.id)
             .where(_due(now))
-            .order_by(OutboxMessage.next_attempt_at)  # type: ignore[arg-type]
+            .order_by(col(OutboxMessage.next_attempt_at))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -36,7 +38,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
     if ids:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .where(col(OutboxMessage.id).in_(ids))
             .values(
                 status=OutboxStatus.sending,
                 lease_until=now + lease,
@@ -50,7 +52,7 @@ def record_sent(session: Session, message_id: int, reply: str, now: datetime) ->
     """Side effect: the row becomes `sent`."""
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)  # type: ignore[arg-type]
+        .where(col(OutboxMessage.id) == message_id)
         .values(status=OutboxStatus.sent, sent_at=now, lease_until=None, last_reply=reply[:1000])
     )
 
@@ -62,7 +64,7 @@ def record_failure(
     final = permanent or retry_at is None
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)  # type: ignore[arg-type]
+        .where(col(OutboxMessage.id) == message_id)
         .values(
             status=OutboxStatus.failed if final else OutboxStatus.queued,
             next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,
@@ -79,11 +81,9 @@ def retry_delay(attempts: int, base_seconds: float) -> timedelta:
 
 def depth(session: Session, now: datetime) -> int:
     """Rows due now or waiting for a retry."""
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(OutboxMessage.status.in_([OutboxStatus.queued, OutboxStatus.sending]))  # type: ignore[attr-defined]
-        )
-        or 0
+    statement = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]))
     )
+    return int(session.exec(statement).one())

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.models import Form, FormConsentVersion, FormList, MailingList
 from mailer.subscriptions.addresses import check_header_safe
@@ -23,14 +22,14 @@ def check_slug(field: str, slug: str) -> str:
 
 
 def list_by_slug(session: Session, slug: str) -> MailingList:
-    found = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    found = session.scalars(select(MailingList).where(col(MailingList.slug) == slug)).first()
     if found is None:
         raise UnknownList(slug)
     return found
 
 
 def all_lists(session: Session) -> list[MailingList]:
-    return list(session.scalars(select(MailingList).order_by(MailingList.slug)))
+    return list(session.scalars(select(MailingList).order_by(col(MailingList.slug))))
 
 
 def create_list(
@@ -38,7 +37,7 @@ def create_list(
 ) -> MailingList:
     check_slug("slug", slug)
     check_header_safe("name", name)  # list names appear in subjects
-    if session.scalars(select(MailingList).where(MailingList.slug == slug)).first():
+    if session.scalars(select(MailingList).where(col(MailingList.slug) == slug)).first():
         raise Conflict(f"list {slug!r} exists")
     mailing_list = MailingList(slug=slug, name=name, description=description, created_at=now)
     session.add(mailing_list)
@@ -50,23 +49,23 @@ def create_list(
 
 
 def form_by_slug(session: Session, slug: str) -> Form:
-    found = session.scalars(select(Form).where(Form.slug == slug)).first()
+    found = session.scalars(select(Form).where(col(Form.slug) == slug)).first()
     if found is None:
         raise UnknownForm(slug)
     return found
 
 
 def all_forms(session: Session) -> list[Form]:
-    return list(session.scalars(select(Form).order_by(Form.slug)))
+    return list(session.scalars(select(Form).order_by(col(Form.slug))))
 
 
 def lists_of_form(session: Session, form: Form) -> list[MailingList]:
     return list(
         session.scalars(
             select(MailingList)
-            .join(FormList, FormList.list_id == MailingList.id)  # type: ignore[arg-type]
-            .where(FormList.form_id == form.id)
-            .order_by(MailingList.slug)
+            .join(FormList, col(FormList.list_id) == MailingList.id)
+            .where(col(FormList.form_id) == form.id)
+            .order_by(col(MailingList.slug))
         )
     )
 
@@ -94,7 +93,7 @@ def create_form(
         raise InvalidInput("consent_text", "is required")
     check_redirect_url(redirect_url)
     lists = _resolve_lists(session, list_slugs)
-    if session.scalars(select(Form).where(Form.slug == slug)).first():
+    if session.scalars(select(Form).where(col(Form.slug) == slug)).first():
         raise Conflict(f"form {slug!r} exists")
     form = Form(
         slug=slug,
@@ -149,7 +148,7 @@ def update_form(
         )
     if list_slugs is not None:
         lists = _resolve_lists(session, list_slugs)
-        for link in session.scalars(select(FormList).where(FormList.form_id == form.id)):
+        for link in session.scalars(select(FormList).where(col(FormList.form_id) == form.id)):
             session.delete(link)
         session.flush()
         for mailing_list in lists:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
-from sqlmodel import Session
+from sqlalchemy import delete, exists, update
+from sqlmodel import Session, col, select
 
 from mailer.models import (
     Confirmation,
@@ -35,23 +35,23 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
         return
     session.execute(
         update(Subscription)
-        .where(Subscription.subscriber_id == subscriber_id)  # type: ignore[arg-type]
+        .where(col(Subscription.subscriber_id) == subscriber_id)
         .values(status=SubscriptionStatus.unsubscribed, updated_at=now)
     )
     session.execute(
         update(Confirmation)
         .where(
-            Confirmation.subscriber_id == subscriber_id,  # type: ignore[arg-type]
-            Confirmation.used_at.is_(None),
-        )  # type: ignore[union-attr]
+            col(Confirmation.subscriber_id) == subscriber_id,
+            col(Confirmation.used_at).is_(None),
+        )
         .values(revoked_at=now)
     )
     session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.subscriber_id == subscriber_id,  # type: ignore[arg-type]
-            OutboxMessage.status == OutboxStatus.queued,
-        )  # type: ignore[arg-type]
+            col(OutboxMessage.subscriber_id) == subscriber_id,
+            col(OutboxMessage.status) == OutboxStatus.queued,
+        )
         .values(status=OutboxStatus.superseded)
     )
     ledger.erase_personal_fields(session, subscriber_id)
@@ -73,18 +73,18 @@ def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) ->
     `older_than`; erase subscribers left with nothing. Returns how many were dropped."""
     cutoff = now - older_than
     open_link = exists().where(
-        Confirmation.subscriber_id == Subscription.subscriber_id,
-        Confirmation.used_at.is_(None),  # type: ignore[union-attr]
-        Confirmation.revoked_at.is_(None),  # type: ignore[union-attr]
-        Confirmation.expires_at > now,
+        col(Confirmation.subscriber_id) == Subscription.subscriber_id,
+        col(Confirmation.used_at).is_(None),
+        col(Confirmation.revoked_at).is_(None),
+        col(Confirmation.expires_at) > now,
     )
     stale = list(
         session.execute(
             select(Subscription.id, Subscription.subscriber_id, MailingList.slug)
-            .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
+            .join(MailingList, col(MailingList.id) == Subscription.list_id)
             .where(
-                Subscription.status == SubscriptionStatus.pending,
-                Subscription.created_at < cutoff,
+                col(Subscription.status) == SubscriptionStatus.pending,
+                col(Subscription.created_at) < cutoff,
                 ~open_link,
             )
         )
@@ -95,8 +95,8 @@ def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) ->
     for subscriber_id, rows in by_subscriber.items():
         subscriber = lock_subscriber(session, subscriber_id)
         session.execute(
-            delete(Subscription).where(Subscription.id.in_([row_id for row_id, _ in rows]))
-        )  # type: ignore[union-attr]
+            delete(Subscription).where(col(Subscription.id).in_([row_id for row_id, _ in rows]))
+        )
         ledger.append(
             session,
             subscriber,
@@ -107,7 +107,7 @@ def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) ->
         )
         session.flush()
         has_any = session.scalars(
-            select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
+            select(Subscription.id).where(col(Subscription.subscriber_id) == subscriber_id)
         ).first()
         if has_any is None:
             erase(session, subscriber_id, now, reason="unconfirmed signup purged")
@@ -115,4 +115,4 @@ def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) ->
 
 
 def find_by_email(session: Session, email: str) -> Subscriber | None:
-    return session.scalars(select(Subscriber).where(Subscriber.email == email)).first()
+    return session.scalars(select(Subscriber).where(col(Subscriber.email) == email)).first()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from mailer.models import (
     Confirmation,
@@ -51,19 +51,19 @@ def _revoke_open_confirmations(session: Session, subscriber_id: int, now: dateti
     session.execute(
         update(Confirmation)
         .where(
-            Confirmation.subscriber_id == subscriber_id,  # type: ignore[arg-type]
-            Confirmation.used_at.is_(None),  # type: ignore[union-attr]
-            Confirmation.revoked_at.is_(None),
-        )  # type: ignore[union-attr]
+            col(Confirmation.subscriber_id) == subscriber_id,
+            col(Confirmation.used_at).is_(None),
+            col(Confirmation.revoked_at).is_(None),
+        )
         .values(revoked_at=now)
     )
     session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.subscriber_id == subscriber_id,  # type: ignore[arg-type]
-            OutboxMessage.kind == OutboxKind.confirmation,  # type: ignore[arg-type]
-            OutboxMessage.status == OutboxStatus.queued,
-        )  # type: ignore[arg-type]
+            col(OutboxMessage.subscriber_id) == subscriber_id,
+            col(OutboxMessage.kind) == OutboxKind.confirmation,
+            col(OutboxMessage.status) == OutboxStatus.queued,
+        )
         .values(status=OutboxStatus.superseded)
     )
 
@@ -71,7 +71,7 @@ def _revoke_open_confirmations(session: Session, subscriber_id: int, now: dateti
 def list_statuses(session: Session, subscriber_id: int) -> list[tuple[MailingList, str | None]]:
     """Every list with this subscriber's status on it (None where never subscribed)."""
     current = subscriptions_by_list(session, subscriber_id)
-    lists = session.scalars(select(MailingList).order_by(MailingList.name))
+    lists = session.scalars(select(MailingList).order_by(col(MailingList.name)))
     return [
         (mailing_list, current[mailing_list.id].status if mailing_list.id in current else None)
         for mailing_list in lists

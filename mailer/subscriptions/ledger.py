@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.models import ConsentAction, ConsentEvent, Subscriber
 
@@ -77,8 +76,8 @@ def append(
     assert subscriber.id is not None
     last_seq = session.execute(
         select(ConsentEvent.seq)
-        .where(ConsentEvent.subscriber_id == subscriber.id)
-        .order_by(ConsentEvent.seq.desc())  # type: ignore[attr-defined]
+        .where(col(ConsentEvent.subscriber_id) == subscriber.id)
+        .order_by(col(ConsentEvent.seq).desc())
         .limit(1)
     ).scalar()
     event = ConsentEvent(
@@ -107,8 +106,8 @@ def events_of(session: Session, subscriber_id: int) -> list[ConsentEvent]:
     return list(
         session.scalars(
             select(ConsentEvent)
-            .where(ConsentEvent.subscriber_id == subscriber_id)
-            .order_by(ConsentEvent.seq)  # type: ignore[arg-type]
+            .where(col(ConsentEvent.subscriber_id) == subscriber_id)
+            .order_by(col(ConsentEvent.seq))
         )
     )
 

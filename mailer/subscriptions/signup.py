@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.config import SignupSettings
 from mailer.models import (
@@ -54,13 +54,13 @@ def get_or_create_subscriber(session: Session, email: str, name: str, now: datet
         .on_conflict_do_nothing(index_elements=["email"])
     )
     return session.scalars(
-        select(Subscriber).where(Subscriber.email == email).with_for_update()
+        select(Subscriber).where(col(Subscriber.email) == email).with_for_update()
     ).one()
 
 
 def lock_subscriber(session: Session, subscriber_id: int) -> Subscriber:
     found = session.scalars(
-        select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()
+        select(Subscriber).where(col(Subscriber.id) == subscriber_id).with_for_update()
     ).first()
     if found is None:
         raise NotFound("subscriber")
@@ -68,7 +68,9 @@ def lock_subscriber(session: Session, subscriber_id: int) -> Subscriber:
 
 
 def subscriptions_by_list(session: Session, subscriber_id: int) -> dict[int, Subscription]:
-    rows = session.scalars(select(Subscription).where(Subscription.subscriber_id == subscriber_id))
+    rows = session.scalars(
+        select(Subscription).where(col(Subscription.subscriber_id) == subscriber_id)
+    )
     return {row.list_id: row for row in rows}
 
 
@@ -99,7 +101,7 @@ def request(
     if not needing:
         return result
 
-    needing_ids = {mailing_list.id for mailing_list in needing}
+    needing_ids = {mailing_list.id for mailing_list in needing if mailing_list.id is not None}
     window = timedelta(minutes=settings.confirmation_mail_window_minutes)
     window_end = (
         subscriber.last_confirmation_at + window if subscriber.last_confirmation_at else None
@@ -107,12 +109,12 @@ def request(
     open_confirmation = session.scalars(
         select(Confirmation)
         .where(
-            Confirmation.subscriber_id == subscriber.id,
-            Confirmation.used_at.is_(None),  # type: ignore[union-attr]
-            Confirmation.revoked_at.is_(None),  # type: ignore[union-attr]
-            Confirmation.expires_at > now,
+            col(Confirmation.subscriber_id) == subscriber.id,
+            col(Confirmation.used_at).is_(None),
+            col(Confirmation.revoked_at).is_(None),
+            col(Confirmation.expires_at) > now,
         )
-        .order_by(Confirmation.id.desc())  # type: ignore[union-attr]
+        .order_by(col(Confirmation.id).desc())
     ).first()
     if (
         open_confirmation is not None
@@ -137,7 +139,7 @@ def request(
     mail_at = max(now, window_end) if window_end else now
     confirmation = Confirmation(
         subscriber_id=subscriber.id,
-        list_ids=sorted(needing_ids),  # type: ignore[type-var]
+        list_ids=sorted(needing_ids),
         form_id=form_id,
         consent_version=context.consent_version,
         created_at=now,
@@ -149,10 +151,10 @@ def request(
     session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.subscriber_id == subscriber.id,  # type: ignore[arg-type]
-            OutboxMessage.kind == OutboxKind.confirmation,  # type: ignore[arg-type]
-            OutboxMessage.status == OutboxStatus.queued,
-        )  # type: ignore[arg-type]
+            col(OutboxMessage.subscriber_id) == subscriber.id,
+            col(OutboxMessage.kind) == OutboxKind.confirmation,
+            col(OutboxMessage.status) == OutboxStatus.queued,
+        )
         .values(status=OutboxStatus.superseded)
     )
     session.add(
@@ -198,8 +200,8 @@ def confirm(
     lists = list(
         session.scalars(
             select(MailingList)
-            .where(MailingList.id.in_(confirmation.list_ids))  # type: ignore[union-attr]
-            .order_by(MailingList.slug)
+            .where(col(MailingList.id).in_(confirmation.list_ids))
+            .order_by(col(MailingList.slug))
         )
     )
     names = [mailing_list.name for mailing_list in lists]

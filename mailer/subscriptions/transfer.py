@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 from mailer.db import session_scope
 from mailer.models import ConsentAction, MailingList, Subscriber, Subscription, SubscriptionStatus
@@ -126,22 +127,23 @@ EXPORT_COLUMNS = ["email", "name", "list", "status", "subscribed_at", "confirmed
 
 def export_rows(session: Session, list_slug: str | None) -> Iterator[list[str]]:
     """Rows of (email, name, list, status, subscribed_at, confirmed_at), erased excluded."""
+    # sqlalchemy's select: sqlmodel's is typed for at most four columns
     query = (
-        select(
-            Subscriber.email,
-            Subscriber.name,
-            MailingList.slug,
-            Subscription.status,
-            Subscription.created_at,
-            Subscription.confirmed_at,
+        sa_select(
+            col(Subscriber.email),
+            col(Subscriber.name),
+            col(MailingList.slug),
+            col(Subscription.status),
+            col(Subscription.created_at),
+            col(Subscription.confirmed_at),
         )
-        .join(Subscription, Subscription.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
-        .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
-        .where(Subscriber.erased_at.is_(None))  # type: ignore[union-attr]
-        .order_by(Subscriber.id, MailingList.slug)
+        .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
+        .join(MailingList, col(MailingList.id) == Subscription.list_id)
+        .where(col(Subscriber.erased_at).is_(None))
+        .order_by(col(Subscriber.id), col(MailingList.slug))
     )
     if list_slug:
-        query = query.where(MailingList.slug == list_slug)
+        query = query.where(col(MailingList.slug) == list_slug)
     for email, name, slug, status, created_at, confirmed_at in session.execute(
         query.execution_options(yield_per=1000)
     ):

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.db import session_scope
@@ -31,9 +30,9 @@ def public(session: Session, subscriber: Subscriber) -> SubscriberPublic:
     assert subscriber.id is not None
     rows = session.execute(
         select(Subscription, MailingList)
-        .join(MailingList, MailingList.id == Subscription.list_id)  # type: ignore[arg-type]
-        .where(Subscription.subscriber_id == subscriber.id)
-        .order_by(MailingList.slug)
+        .join(MailingList, col(MailingList.id) == Subscription.list_id)
+        .where(col(Subscription.subscriber_id) == subscriber.id)
+        .order_by(col(MailingList.slug))
     )
     return SubscriberPublic(
         id=subscriber.id,
@@ -76,17 +75,17 @@ def search(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[SubscriberPublic]:
     """Subscribers matching the normalized `email` (or a list and status), oldest first."""
-    query = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)  # type: ignore[arg-type]
+    query = select(Subscriber).order_by(col(Subscriber.id)).limit(limit).offset(offset)
     if email is not None:
-        query = query.where(Subscriber.email == normalize_email(email))
+        query = query.where(col(Subscriber.email) == normalize_email(email))
     if list_slug or status:
-        query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
+        query = query.join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
         if list_slug:
-            query = query.join(MailingList, MailingList.id == Subscription.list_id).where(  # type: ignore[arg-type]
-                MailingList.slug == list_slug
+            query = query.join(MailingList, col(MailingList.id) == Subscription.list_id).where(
+                col(MailingList.slug) == list_slug
             )
         if status:
-            query = query.where(Subscription.status == status)
+            query = query.where(col(Subscription.status) == status)
     return [public(session, subscriber) for subscriber in session.scalars(query).unique()]
 
 
