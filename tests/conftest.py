@@ -41,6 +41,7 @@ SECRET = "test-secret-key-that-is-long-enough-for-production-0123456789"
 
 # ---- SMTP ----------------------------------------------------------------------------
 
+
 @dataclass
 class Received:
     mail_from: str
@@ -60,19 +61,29 @@ class RecordingHandler:
     replies: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         reply = self.replies.get(address)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope
-                          ) -> str:
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         with self.lock:
-            self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos),
-                                          bytes(envelope.original_content or b"")))
+            self.messages.append(
+                Received(
+                    envelope.mail_from or "",
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.original_content or b""),
+                )
+            )
         return "250 Message accepted"
 
 
@@ -125,6 +136,7 @@ def smtp() -> Iterator[SmtpSink]:
 
 # ---- databases -----------------------------------------------------------------------
 
+
 def _pg_reachable() -> bool:
     try:
         with psycopg.connect(PG_ADMIN, connect_timeout=3):
@@ -143,8 +155,9 @@ def pg_template() -> Iterator[str]:
     if not _pg_reachable():
         if os.environ.get("MAILER_TEST_POSTGRES") == "skip":
             pytest.skip("PostgreSQL unreachable and MAILER_TEST_POSTGRES=skip")
-        pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN}; start it or set "
-                    "MAILER_TEST_POSTGRES=skip")
+        pytest.fail(
+            f"PostgreSQL is unreachable at {PG_ADMIN}; start it or set MAILER_TEST_POSTGRES=skip"
+        )
     name = f"mailer_tpl_{os.getpid()}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -177,8 +190,7 @@ def db_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path
-                 ) -> Iterator[str]:
+def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     if db_kind == "sqlite":
         template = request.getfixturevalue("sqlite_template")
@@ -197,6 +209,7 @@ def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 
 # ---- the app -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """Tests override this to change settings (nested dicts per section)."""
@@ -214,17 +227,21 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(database_url: str, smtp: SmtpSink, tmp_path: Path,
-             settings_overrides: dict[str, Any]) -> config.Settings:
+def settings(
+    database_url: str, smtp: SmtpSink, tmp_path: Path, settings_overrides: dict[str, Any]
+) -> config.Settings:
     base = {
         "data_dir": str(tmp_path / "var"),
         "secret_key": SECRET,
         "public_url": "http://testserver",
         "database": {"url": database_url, "pool_size": 5},
-        "smtp": {"transport": "smtp", "host": "127.0.0.1", "port": smtp.port,
-                 "timeout_seconds": 5},
-        "mail": {"from_address": "news@example.org", "from_name": "Example News",
-                 "site_name": "Example News", "postal_address": "1 Press Street, Berlin"},
+        "smtp": {"transport": "smtp", "host": "127.0.0.1", "port": smtp.port, "timeout_seconds": 5},
+        "mail": {
+            "from_address": "news@example.org",
+            "from_name": "Example News",
+            "site_name": "Example News",
+            "postal_address": "1 Press Street, Berlin",
+        },
         "sender": {"poll_interval_seconds": 0.05, "retry_base_seconds": 1},
     }
     return config.load(**_merge(base, settings_overrides))
@@ -276,10 +293,16 @@ def outbox_idle(services: Services, timeout: float = 10.0) -> None:
     while time.monotonic() < deadline:
         with session_scope(services.engine) as session:
             busy = session.scalar(
-                select(func.count()).select_from(OutboxMessage).where(
-                    ((OutboxMessage.status == OutboxStatus.queued)
-                     & (OutboxMessage.next_attempt_at <= services.clock.now()))
-                    | (OutboxMessage.status == OutboxStatus.sending)))
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(
+                    (
+                        (OutboxMessage.status == OutboxStatus.queued)
+                        & (OutboxMessage.next_attempt_at <= services.clock.now())
+                    )
+                    | (OutboxMessage.status == OutboxStatus.sending)
+                )
+            )
         if not busy:
             return
         time.sleep(0.02)

@@ -6,8 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
-from mailer.models import ConsentEvent, OutboxMessage, Subscriber, Subscription
+from mailer.models import ConsentEvent, OutboxMessage, Subscriber
 from mailer.services import Services
+from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
 
 READER = "reader@example.com"
@@ -50,7 +51,7 @@ def test_signup_confirm_flow_records_consent(editor: TestClient, smtp: SmtpSink)
     confirm_path = link_in(message, "/confirm/")
     page = editor.get(confirm_path)
     assert page.status_code == 200
-    assert "<form method=\"post\"" in page.text
+    assert '<form method="post"' in page.text
     assert statuses(lookup(editor)) == {"news": "pending"}, "a GET must not confirm"
 
     done = editor.post(confirm_path, headers={"User-Agent": BROWSER})
@@ -77,7 +78,8 @@ def test_signup_confirm_flow_records_consent(editor: TestClient, smtp: SmtpSink)
 
 
 def test_repeated_signup_gives_same_answer_and_no_second_mail(
-        client: TestClient, services: Services, smtp: SmtpSink) -> None:
+    client: TestClient, services: Services, smtp: SmtpSink
+) -> None:
     first = sign_up(client)
     smtp.wait_for(1)
     events = count_rows(services, ConsentEvent)
@@ -90,7 +92,8 @@ def test_repeated_signup_gives_same_answer_and_no_second_mail(
 
 
 def test_pending_reader_gets_a_new_mail_after_the_window(
-        client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock) -> None:
+    client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     sign_up(client)
     smtp.wait_for(1)
     clock.advance(minutes=61)
@@ -100,7 +103,8 @@ def test_pending_reader_gets_a_new_mail_after_the_window(
 
 
 def test_resubmitting_does_not_demote_a_confirmed_reader(
-        editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock) -> None:
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     sign_up(editor)
     [mail] = smtp.wait_for(1)
     editor.post(link_in(mail.message, "/confirm/"))
@@ -113,11 +117,17 @@ def test_resubmitting_does_not_demote_a_confirmed_reader(
 
 
 def test_confirmed_reader_joining_another_list_confirms_only_that_list(
-        editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock) -> None:
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     editor.post("/api/v1/lists", json={"slug": "sport", "name": "Sport Weekly"})
-    created = editor.post("/api/v1/forms", json={
-        "slug": "both", "lists": ["news", "sport"],
-        "consent_text": "Send me news and sport. I agree to the terms."})
+    created = editor.post(
+        "/api/v1/forms",
+        json={
+            "slug": "both",
+            "lists": ["news", "sport"],
+            "consent_text": "Send me news and sport. I agree to the terms.",
+        },
+    )
     assert created.status_code == 201
     sign_up(editor)
     [mail] = smtp.wait_for(1)
@@ -138,16 +148,18 @@ def test_confirmed_reader_joining_another_list_confirms_only_that_list(
 
 
 def test_unsubscribed_reader_returns_only_through_a_new_confirmation(
-        editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock) -> None:
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     sign_up(editor)
     [mail] = smtp.wait_for(1)
     first_link = link_in(mail.message, "/confirm/")
     editor.post(first_link)
     subscriber_id = lookup(editor)["id"]
-    token = services.signer.sign(__import__("mailer.tokens").tokens.Purpose.unsubscribe,
-                                 {"s": subscriber_id})
-    assert editor.post(f"/unsubscribe/{token}",
-                       data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    token = services.signer.sign(Purpose.unsubscribe, {"s": subscriber_id})
+    assert (
+        editor.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code
+        == 200
+    )
     assert statuses(lookup(editor)) == {"news": "unsubscribed"}
 
     editor.post(first_link)  # the old link is used up: it brings nobody back
@@ -163,8 +175,9 @@ def test_unsubscribed_reader_returns_only_through_a_new_confirmation(
     assert subscriber["consent_events"][-1]["action"] == "resubscribed"
 
 
-def test_confirm_link_expires(client: TestClient, editor: TestClient, smtp: SmtpSink,
-                              clock: FrozenClock) -> None:
+def test_confirm_link_expires(
+    client: TestClient, editor: TestClient, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     sign_up(client)
     [mail] = smtp.wait_for(1)
     clock.advance(hours=73)
@@ -174,24 +187,28 @@ def test_confirm_link_expires(client: TestClient, editor: TestClient, smtp: Smtp
 
 
 def test_forged_or_foreign_tokens_are_refused(client: TestClient, services: Services) -> None:
-    from mailer.tokens import Purpose
-
     assert client.get("/confirm/not-a-token").status_code == 404
     assert client.post("/confirm/abc.def").status_code == 404
     unsubscribe_token = services.signer.sign(Purpose.unsubscribe, {"s": 1})
     assert client.post(f"/confirm/{unsubscribe_token}").status_code == 404
     confirm_token = services.signer.sign(Purpose.confirm, {"c": 1})
-    assert client.post(f"/unsubscribe/{confirm_token}",
-                       data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert (
+        client.post(
+            f"/unsubscribe/{confirm_token}", data={"List-Unsubscribe": "One-Click"}
+        ).status_code
+        == 404
+    )
 
 
 def test_honeypot_answers_like_a_signup_and_writes_nothing(
-        client: TestClient, services: Services, smtp: SmtpSink) -> None:
+    client: TestClient, services: Services, smtp: SmtpSink
+) -> None:
     real = sign_up(client, email="someone@example.net")
     trap = sign_up(client, email="bot@example.net", website="http://spam.example")
     assert (trap.status_code, trap.json()) == (real.status_code, real.json())
-    form_trap = client.post("/subscribe", data={"email": "bot2@example.net",
-                                                "website": "x"}, follow_redirects=False)
+    form_trap = client.post(
+        "/subscribe", data={"email": "bot2@example.net", "website": "x"}, follow_redirects=False
+    )
     assert form_trap.status_code == 303
     outbox_idle(services)
     assert [m.rcpt_tos for m in smtp.messages] == [["someone@example.net"]]
@@ -200,13 +217,15 @@ def test_honeypot_answers_like_a_signup_and_writes_nothing(
 
 @pytest.mark.parametrize("content", ["urlencoded", "multipart"])
 def test_html_form_posts_redirect_to_the_thank_you_page(
-        client: TestClient, smtp: SmtpSink, content: str) -> None:
+    client: TestClient, smtp: SmtpSink, content: str
+) -> None:
     fields = {"email": READER, "form": "default"}
     if content == "urlencoded":
         answer = client.post("/subscribe", data=fields, follow_redirects=False)
     else:
-        answer = client.post("/subscribe", files={k: (None, v) for k, v in fields.items()},
-                             follow_redirects=False)
+        answer = client.post(
+            "/subscribe", files={k: (None, v) for k, v in fields.items()}, follow_redirects=False
+        )
     assert answer.status_code == 303
     assert answer.headers["location"] == "/forms/default/thanks"
     assert "Check your inbox" in client.get(answer.headers["location"]).text
@@ -240,7 +259,8 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("body", "status"), BAD_INPUTS)
 def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
-        client: TestClient, services: Services, body: dict, status: int) -> None:
+    client: TestClient, services: Services, body: dict, status: int
+) -> None:
     answer = client.post("/subscribe", json={"form": "default", **body})
     assert answer.status_code == status
     assert answer.json()["detail"]
@@ -251,16 +271,21 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
 
 def test_malformed_bodies_get_4xx(client: TestClient, services: Services) -> None:
     cases = [
-        client.post("/subscribe", content=b"{not json", headers={"Content-Type":
-                                                                 "application/json"}),
-        client.post("/subscribe", content=b"[1, 2]", headers={"Content-Type":
-                                                              "application/json"}),
-        client.post("/subscribe", content=b"\xff\xfe", headers={"Content-Type":
-                                                               "application/json"}),
-        client.post("/subscribe", content=b"email=a%40b.org",
-                    headers={"Content-Type": "text/plain"}),
-        client.post("/subscribe", content=b"--x\r\nbroken",
-                    headers={"Content-Type": "multipart/form-data; boundary=x"}),
+        client.post(
+            "/subscribe", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        client.post("/subscribe", content=b"[1, 2]", headers={"Content-Type": "application/json"}),
+        client.post(
+            "/subscribe", content=b"\xff\xfe", headers={"Content-Type": "application/json"}
+        ),
+        client.post(
+            "/subscribe", content=b"email=a%40b.org", headers={"Content-Type": "text/plain"}
+        ),
+        client.post(
+            "/subscribe",
+            content=b"--x\r\nbroken",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        ),
         client.post("/subscribe", json={"email": READER, "pad": "x" * 20_000}),
         client.post("/subscribe", files={"email": ("a.txt", b"reader@example.com")}),
     ]
@@ -269,10 +294,17 @@ def test_malformed_bodies_get_4xx(client: TestClient, services: Services) -> Non
 
 
 def test_consent_box_must_be_ticked_when_the_form_has_one(
-        editor: TestClient, services: Services, smtp: SmtpSink) -> None:
-    editor.post("/api/v1/forms", json={"slug": "boxed", "lists": ["news"],
-                                       "consent_text": "I agree to the terms.",
-                                       "consent_checkbox": True})
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    editor.post(
+        "/api/v1/forms",
+        json={
+            "slug": "boxed",
+            "lists": ["news"],
+            "consent_text": "I agree to the terms.",
+            "consent_checkbox": True,
+        },
+    )
     page = editor.get("/forms/boxed").text
     assert 'name="consent"' in page and "checked" not in page.split('name="consent"')[1][:40]
     refused = sign_up(editor, form="boxed")
@@ -287,10 +319,10 @@ def settings_overrides(request: pytest.FixtureRequest) -> dict:
     return getattr(request, "param", {})
 
 
-@pytest.mark.parametrize("settings_overrides", [{"signup": {"rate_limit_per_ip": 3}}],
-                         indirect=True)
-def test_per_ip_limit_answers_429_with_retry_after(client: TestClient,
-                                                   services: Services) -> None:
+@pytest.mark.parametrize(
+    "settings_overrides", [{"signup": {"rate_limit_per_ip": 3}}], indirect=True
+)
+def test_per_ip_limit_answers_429_with_retry_after(client: TestClient, services: Services) -> None:
     for n in range(3):
         assert sign_up(client, email=f"r{n}@example.com").status_code == 202
     limited = sign_up(client, email="r9@example.com")
@@ -299,8 +331,9 @@ def test_per_ip_limit_answers_429_with_retry_after(client: TestClient,
     assert count_rows(services, Subscriber) == 3
 
 
-@pytest.mark.parametrize("settings_overrides", [{"signup": {"rate_limit_per_address": 2}}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "settings_overrides", [{"signup": {"rate_limit_per_address": 2}}], indirect=True
+)
 def test_per_address_limit_answers_429(client: TestClient) -> None:
     assert sign_up(client).status_code == 202
     assert sign_up(client).status_code == 202
@@ -309,12 +342,15 @@ def test_per_address_limit_answers_429(client: TestClient) -> None:
     assert sign_up(client, email="other@example.com").status_code == 202
 
 
-@pytest.mark.parametrize("settings_overrides",
-                         [{"signup": {"trusted_proxies": ["203.0.113.0/24"]}}], indirect=True)
+@pytest.mark.parametrize(
+    "settings_overrides", [{"signup": {"trusted_proxies": ["203.0.113.0/24"]}}], indirect=True
+)
 def test_client_ip_comes_from_forwarded_for_behind_a_trusted_proxy(
-        editor: TestClient, smtp: SmtpSink) -> None:
-    editor.post("/subscribe", json={"email": READER},
-                headers={"X-Forwarded-For": "1.2.3.4, 198.51.100.9"})
+    editor: TestClient, smtp: SmtpSink
+) -> None:
+    editor.post(
+        "/subscribe", json={"email": READER}, headers={"X-Forwarded-For": "1.2.3.4, 198.51.100.9"}
+    )
     assert lookup(editor)["consent_events"][0]["ip"] == "198.51.100.9"
 
 
@@ -324,7 +360,8 @@ def test_forwarded_for_is_ignored_from_untrusted_peers(editor: TestClient) -> No
 
 
 def test_signup_returns_before_any_smtp_traffic(
-        client: TestClient, services: Services, smtp: SmtpSink) -> None:
+    client: TestClient, services: Services, smtp: SmtpSink
+) -> None:
     smtp.stop()  # the relay is down: the signup must not notice
     answer = sign_up(client)
     assert answer.status_code == 202
@@ -332,10 +369,17 @@ def test_signup_returns_before_any_smtp_traffic(
 
 
 def test_a_second_list_within_the_window_is_mailed_when_the_window_ends(
-        editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock) -> None:
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
     editor.post("/api/v1/lists", json={"slug": "sport", "name": "Sport Weekly"})
-    editor.post("/api/v1/forms", json={"slug": "sport", "lists": ["sport"],
-                                       "consent_text": "Sport please. I agree to the terms."})
+    editor.post(
+        "/api/v1/forms",
+        json={
+            "slug": "sport",
+            "lists": ["sport"],
+            "consent_text": "Sport please. I agree to the terms.",
+        },
+    )
     sign_up(editor)
     smtp.wait_for(1)
     clock.advance(minutes=5)
