@@ -77,6 +77,8 @@ def _engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
         raise fail(f"cannot reach the database at {engine.url.render_as_string()}")
     if migrate_sqlite and db.is_sqlite(engine):
         db.upgrade(engine)
+    elif migrate_sqlite and not db.is_current(engine):
+        raise fail("the database schema is not up to date: run `mailer db upgrade` first")
     return engine
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -88,6 +90,13 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
     command.upgrade(alembic_config(engine), revision)
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database is migrated to the newest revision."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
 
 
 def ping(engine: Engine) -> bool:
