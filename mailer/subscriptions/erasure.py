@@ -15,15 +15,17 @@ from mailer.models import (
     Confirmation,
     ConsentAction,
     MailingList,
-    OutboxMessage,
-    OutboxStatus,
     Subscriber,
     Subscription,
     SubscriptionStatus,
 )
 from mailer.subscriptions import ledger
 from mailer.subscriptions.addresses import address_digest
-from mailer.subscriptions.signup import lock_subscriber
+from mailer.subscriptions.signup import (
+    lock_subscriber,
+    revoke_open_confirmations,
+    supersede_queued_mail,
+)
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -38,22 +40,8 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
         .where(col(Subscription.subscriber_id) == subscriber_id)
         .values(status=SubscriptionStatus.unsubscribed, updated_at=now)
     )
-    session.execute(
-        update(Confirmation)
-        .where(
-            col(Confirmation.subscriber_id) == subscriber_id,
-            col(Confirmation.used_at).is_(None),
-        )
-        .values(revoked_at=now)
-    )
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            col(OutboxMessage.subscriber_id) == subscriber_id,
-            col(OutboxMessage.status) == OutboxStatus.queued,
-        )
-        .values(status=OutboxStatus.superseded)
-    )
+    revoke_open_confirmations(session, subscriber_id, now)
+    supersede_queued_mail(session, subscriber_id, kind=None)
     ledger.erase_personal_fields(session, subscriber_id)
     subscriber.email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"
     subscriber.name = ""

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mailer.models import (
-    Confirmation,
     ConsentAction,
     MailingList,
-    OutboxKind,
-    OutboxMessage,
-    OutboxStatus,
     SubscriptionStatus,
 )
 from mailer.subscriptions import ledger
-from mailer.subscriptions.signup import lock_subscriber, subscriptions_by_list
+from mailer.subscriptions.signup import (
+    lock_subscriber,
+    revoke_open_confirmations,
+    subscriptions_by_list,
+)
 
 
 def unsubscribe(
@@ -41,31 +40,10 @@ def unsubscribe(
         mailing_list = session.get(MailingList, list_id)
         left.append(mailing_list.slug if mailing_list else str(list_id))
     if left:
-        _revoke_open_confirmations(session, subscriber_id, now)
+        # An older confirm link must not bring a reader back after they left.
+        revoke_open_confirmations(session, subscriber_id, now)
         ledger.append(session, subscriber, ConsentAction.unsubscribed, left, context, now)
     return left
-
-
-def _revoke_open_confirmations(session: Session, subscriber_id: int, now: datetime) -> None:
-    # An older confirm link must not bring a reader back after they left.
-    session.execute(
-        update(Confirmation)
-        .where(
-            col(Confirmation.subscriber_id) == subscriber_id,
-            col(Confirmation.used_at).is_(None),
-            col(Confirmation.revoked_at).is_(None),
-        )
-        .values(revoked_at=now)
-    )
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            col(OutboxMessage.subscriber_id) == subscriber_id,
-            col(OutboxMessage.kind) == OutboxKind.confirmation,
-            col(OutboxMessage.status) == OutboxStatus.queued,
-        )
-        .values(status=OutboxStatus.superseded)
-    )
 
 
 def list_statuses(session: Session, subscriber_id: int) -> list[tuple[MailingList, str | None]]:

@@ -148,15 +148,7 @@ def request(
     session.add(confirmation)
     session.flush()
     # A confirmation mail not yet sent is replaced by this one, which covers its lists too.
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            col(OutboxMessage.subscriber_id) == subscriber.id,
-            col(OutboxMessage.kind) == OutboxKind.confirmation,
-            col(OutboxMessage.status) == OutboxStatus.queued,
-        )
-        .values(status=OutboxStatus.superseded)
-    )
+    supersede_queued_mail(session, subscriber.id, OutboxKind.confirmation)
     session.add(
         OutboxMessage(
             kind=OutboxKind.confirmation,
@@ -178,6 +170,31 @@ def request(
     result.confirmation_id = confirmation.id
     result.mail_at = mail_at
     return result
+
+
+def supersede_queued_mail(session: Session, subscriber_id: int, kind: OutboxKind | None) -> None:
+    """Side effect: queued, unsent mail to this subscriber (of `kind`, or any) is dropped."""
+    conditions = [
+        col(OutboxMessage.subscriber_id) == subscriber_id,
+        col(OutboxMessage.status) == OutboxStatus.queued,
+    ]
+    if kind is not None:
+        conditions.append(col(OutboxMessage.kind) == kind)
+    session.execute(update(OutboxMessage).where(*conditions).values(status=OutboxStatus.superseded))
+
+
+def revoke_open_confirmations(session: Session, subscriber_id: int, now: datetime) -> None:
+    """Side effect: unused confirm links stop working and their unsent mail is dropped."""
+    session.execute(
+        update(Confirmation)
+        .where(
+            col(Confirmation.subscriber_id) == subscriber_id,
+            col(Confirmation.used_at).is_(None),
+            col(Confirmation.revoked_at).is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    supersede_queued_mail(session, subscriber_id, OutboxKind.confirmation)
 
 
 @dataclass
