@@ -309,16 +309,16 @@ def outbox_idle(services: Services, timeout: float = 10.0) -> None:
     raise AssertionError("outbox still busy")
 
 
-def link_in(message: EmailMessage, path_prefix: str) -> str:
-    """The first link in the text part starting with http://testserver<path_prefix>."""
+def link_in(message: EmailMessage, path_prefix: str, base: str = "http://testserver") -> str:
+    """The path of the first link to `base` + `path_prefix` in the text part."""
     import re
 
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
-    match = re.search(r"http://testserver" + re.escape(path_prefix) + r"[^\s]+", text)
+    match = re.search(re.escape(base + path_prefix) + r"[^\s]+", text)
     assert match, f"no {path_prefix} link in:\n{text}"
-    return match.group(0).removeprefix("http://testserver")
+    return match.group(0).removeprefix(base)
 
 
 Waiter = Callable[[int], list[Received]]
