@@ -96,6 +96,8 @@ class Subscriber(SQLModel, table=True):
     erased_at: datetime | None = None
     chain_head: str = Field(default="", max_length=64)
     """Hash of this subscriber's latest consent event."""
+    chain_length: int = 0
+    """How many consent events this subscriber has (the latest one's seq)."""
     last_confirmation_at: datetime | None = None
     """When the latest confirmation mail was queued (one per window)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -46,6 +47,11 @@ class SlidingWindowLimiter:
         idle = [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]
         for key in idle:
             del self._hits[key]
+        # Still full (a flood of distinct keys): forget the oldest tenth, so memory stays
+        # bounded at the price of a little leniency towards the oldest keys.
+        if len(self._hits) >= self.max_keys:
+            for key in list(itertools.islice(self._hits, self.max_keys // 10 or 1)):
+                del self._hits[key]
 
 
 def retry_after_header(seconds: float) -> str:

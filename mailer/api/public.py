@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from sqlmodel import select
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from mailer.api.deps import ServicesDep, client_ip
 from mailer.api.pages import Pages
@@ -76,11 +77,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(400, "bad Content-Length") from exc
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise BadRequest(400, "the client went away before sending the whole body") from exc
     body = b"".join(chunks)
     request._body = body  # let request.form() parse what was already read
     return body

@@ -74,15 +74,9 @@ def append(
 ) -> ConsentEvent:
     """Write the next event of `subscriber`'s chain (the caller holds its row lock)."""
     assert subscriber.id is not None
-    last_seq = session.execute(
-        select(ConsentEvent.seq)
-        .where(col(ConsentEvent.subscriber_id) == subscriber.id)
-        .order_by(col(ConsentEvent.seq).desc())
-        .limit(1)
-    ).scalar()
     event = ConsentEvent(
         subscriber_id=subscriber.id,
-        seq=(last_seq or 0) + 1,
+        seq=subscriber.chain_length + 1,
         action=action.value,
         at=at,
         lists=sorted(lists),
@@ -97,6 +91,7 @@ def append(
     )
     event.hash = event_hash(event)
     subscriber.chain_head = event.hash
+    subscriber.chain_length = event.seq
     session.add(event)
     session.add(subscriber)
     return event
@@ -133,7 +128,7 @@ def verify(session: Session, subscriber: Subscriber) -> ChainReport:
         if event_hash(event) != event.hash:
             return ChainReport(False, len(events), event.seq, "event was altered")
         prev = event.hash
-    if prev != subscriber.chain_head:
+    if prev != subscriber.chain_head or len(events) != subscriber.chain_length:
         return ChainReport(False, len(events), None, "latest events are missing")
     return ChainReport(True, len(events))
 

@@ -50,7 +50,7 @@ def get_or_create_subscriber(session: Session, email: str, name: str, now: datet
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
         insert(Subscriber)
-        .values(email=email, name=name, created_at=now, chain_head="")
+        .values(email=email, name=name, created_at=now, chain_head="", chain_length=0)
         .on_conflict_do_nothing(index_elements=["email"])
     )
     return session.scalars(

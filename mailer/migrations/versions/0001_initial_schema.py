@@ -55,6 +55,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('chain_head', sa.String(length=64), nullable=False),
+    sa.Column('chain_length', sa.Integer(), nullable=False),
     sa.Column('last_confirmation_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
