@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,9 +46,39 @@ def make_engine(settings: Settings) -> Engine:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if is_sqlite(engine):
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        _serialize_sqlite_transactions(engine)
     return engine
+
+
+def _serialize_sqlite_transactions(engine: Engine) -> None:
+    """One transaction at a time per process, queued on a lock.
+
+    SQLite has one writer. A deferred transaction that reads and then writes can fail
+    with "database is locked" when another writer got in between, so every transaction
+    takes the write lock up front (BEGIN IMMEDIATE). Waiting for it in SQLite's busy
+    handler means sleeping and polling, which gives long tail latencies under load;
+    threads of this process queue on a Python lock instead. Other processes still meet
+    the busy timeout.
+    """
+    lock = threading.RLock()
+
+    def begin(connection: Any) -> None:
+        lock.acquire()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            lock.release()
+            raise
+        connection.info["mailer_holds_lock"] = True
+
+    def end(connection: Any) -> None:
+        if connection.info.pop("mailer_holds_lock", False):
+            lock.release()
+
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "commit", end)
+    event.listen(engine, "rollback", end)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -57,15 +88,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-    # Let SQLAlchemy's "begin" event issue BEGIN itself (see below).
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (see _serialize_sqlite_transactions).
     dbapi_connection.isolation_level = None
-
-
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # A deferred transaction that reads and then writes can fail with "database is
-    # locked" when another writer got in between; taking the write lock up front makes
-    # concurrent writers wait (busy_timeout) instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager
