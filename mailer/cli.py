@@ -232,9 +232,8 @@ def subscribers_export(
     handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         handle.write(transfer.csv_line(transfer.EXPORT_COLUMNS))
-        with db.session_scope(engine) as session:
-            for row in transfer.export_rows(session, list_slug):
-                handle.write(transfer.csv_line(row))
+        for row in transfer.export_rows(engine, list_slug):
+            handle.write(transfer.csv_line(row))
     finally:
         if output:
             handle.close()

@@ -19,6 +19,7 @@ from sqlmodel import Session
 from mailer.config import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_LOCK_TIMEOUT = 30.0
 
 
 def normalize_url(url: str) -> str:
@@ -60,10 +61,12 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
     threads of this process queue on a Python lock instead. Other processes still meet
     the busy timeout.
     """
-    lock = threading.RLock()
+    # Not an RLock: FastAPI may end a request's session on another thread than began it.
+    lock = threading.Lock()
 
     def begin(connection: Any) -> None:
-        lock.acquire()
+        if not lock.acquire(timeout=SQLITE_LOCK_TIMEOUT):
+            raise TimeoutError("the SQLite database stayed busy; try again")
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -75,10 +78,16 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
         if connection.info.pop("mailer_holds_lock", False):
             lock.release()
 
+    def returned(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+        # A connection going back to the pool (or dropped) with its transaction open.
+        end(record)
+
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", begin)
     event.listen(engine, "commit", end)
     event.listen(engine, "rollback", end)
+    event.listen(engine.pool, "reset", returned)
+    event.listen(engine.pool, "invalidate", returned)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

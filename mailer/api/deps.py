@@ -34,7 +34,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def require_editor(
-    session: SessionDep,
+    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -43,7 +43,10 @@ def require_editor(
             "an API key is required (Authorization: Bearer <key>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = apikeys.authenticate(session, credentials.credentials)
+    # A session of its own, closed at once: the route's session (if any) is separate, and
+    # a streaming answer must not keep a transaction open while it streams.
+    with session_scope(services.engine) as session:
+        key = apikeys.authenticate(session, credentials.credentials)
     if key is None:
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
     return key

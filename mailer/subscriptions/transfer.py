@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from mailer.db import session_scope
 from mailer.models import ConsentAction, MailingList, Subscriber, Subscription, SubscriptionStatus
@@ -125,11 +125,19 @@ def _import_batch(
 EXPORT_COLUMNS = ["email", "name", "list", "status", "subscribed_at", "confirmed_at"]
 
 
-def export_rows(session: Session, list_slug: str | None) -> Iterator[list[str]]:
-    """Rows of (email, name, list, status, subscribed_at, confirmed_at), erased excluded."""
+EXPORT_BATCH = 1000
+
+
+def export_rows(engine: Engine, list_slug: str | None) -> Iterator[list[str]]:
+    """Rows of (email, name, list, status, subscribed_at, confirmed_at), erased excluded.
+
+    Read in batches, each in its own short transaction, so a long export never holds
+    the database (SQLite has one writer) while the rows are being sent.
+    """
     # sqlalchemy's select: sqlmodel's is typed for at most four columns
     query = (
         sa_select(
+            col(Subscription.id),
             col(Subscriber.email),
             col(Subscriber.name),
             col(MailingList.slug),
@@ -140,21 +148,27 @@ def export_rows(session: Session, list_slug: str | None) -> Iterator[list[str]]:
         .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
         .join(MailingList, col(MailingList.id) == Subscription.list_id)
         .where(col(Subscriber.erased_at).is_(None))
-        .order_by(col(Subscriber.id), col(MailingList.slug))
+        .order_by(col(Subscription.id))
+        .limit(EXPORT_BATCH)
     )
     if list_slug:
         query = query.where(col(MailingList.slug) == list_slug)
-    for email, name, slug, status, created_at, confirmed_at in session.execute(
-        query.execution_options(yield_per=1000)
-    ):
-        yield [
-            email,
-            name,
-            slug,
-            status,
-            created_at.isoformat(),
-            confirmed_at.isoformat() if confirmed_at else "",
-        ]
+    after = 0
+    while True:
+        with session_scope(engine) as session:
+            batch = session.execute(query.where(col(Subscription.id) > after)).all()
+        for row_id, email, name, slug, status, created_at, confirmed_at in batch:
+            after = row_id
+            yield [
+                email,
+                name,
+                slug,
+                status,
+                created_at.isoformat(),
+                confirmed_at.isoformat() if confirmed_at else "",
+            ]
+        if len(batch) < EXPORT_BATCH:
+            return
 
 
 def csv_line(values: list[str]) -> str:

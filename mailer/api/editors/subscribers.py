@@ -10,7 +10,6 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
-from mailer.db import session_scope
 from mailer.models import MailingList, Subscriber, Subscription
 from mailer.schemas import (
     ChainVerification,
@@ -99,9 +98,8 @@ def export_csv(
 
     def lines() -> Iterator[str]:
         yield transfer.csv_line(transfer.EXPORT_COLUMNS)
-        with session_scope(services.engine) as session:
-            for row in transfer.export_rows(session, list_slug):
-                yield transfer.csv_line(row)
+        for row in transfer.export_rows(services.engine, list_slug):
+            yield transfer.csv_line(row)
 
     return StreamingResponse(
         lines(),
