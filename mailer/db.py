@@ -78,16 +78,19 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
         if connection.info.pop("mailer_holds_lock", False):
             lock.release()
 
-    def returned(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
-        # A connection going back to the pool (or dropped) with its transaction open.
-        end(record)
+    # A connection going back to the pool, or dropped, with its transaction still open.
+    def reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        end(connection_record)
+
+    def invalidate(dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
+        end(connection_record)
 
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", begin)
     event.listen(engine, "commit", end)
     event.listen(engine, "rollback", end)
-    event.listen(engine.pool, "reset", returned)
-    event.listen(engine.pool, "invalidate", returned)
+    event.listen(engine.pool, "reset", reset)
+    event.listen(engine.pool, "invalidate", invalidate)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

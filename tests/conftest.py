@@ -91,16 +91,19 @@ class SmtpSink:
     def __init__(self) -> None:
         self.handler = RecordingHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller: Controller | None = None
         self.running = False
 
     def start(self) -> None:
-        self.controller.start()
-        self.running = True
+        if not self.running:
+            # A stopped controller cannot be started again: a new one on the same port.
+            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller.start()
+            self.running = True
 
     def stop(self) -> None:
         """Stop accepting connections (a relay that is down); safe to call twice."""
-        if self.running:
+        if self.running and self.controller is not None:
             self.controller.stop()
             self.running = False
 
