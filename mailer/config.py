@@ -54,6 +54,8 @@ class MailSettings(BaseModel):
     reply_to: str = ""
     postal_address: str = ""
     site_name: str = "Our newsroom"
+    unsubscribe_mailbox: str = ""
+    """The mailto: address in List-Unsubscribe. Empty: unsubscribe@<from_address domain>."""
     templates_path: str = ""
     """A directory whose templates override the ones in templates/emails/."""
 
@@ -82,6 +84,13 @@ class SenderSettings(BaseModel):
     retry_base_seconds: float = 30.0
 
 
+class DigestSettings(BaseModel):
+    first_lookback_hours: float = 24.0
+    """A digest's first send carries the articles published this long before it."""
+    check_interval_seconds: float = 30.0
+    """How often the scheduler looks for due digests."""
+
+
 class Settings(BaseSettings):
     """Everything mailer can be told; see config.example.toml for each key."""
 
@@ -101,6 +110,7 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     signup: SignupSettings = Field(default_factory=SignupSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
+    digests: DigestSettings = Field(default_factory=DigestSettings)
 
     @field_validator("public_url")
     @classmethod

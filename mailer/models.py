@@ -40,6 +40,16 @@ class OutboxStatus(StrEnum):
 
 class OutboxKind(StrEnum):
     confirmation = "confirmation"
+    digest = "digest"
+
+
+class SendStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    paused = "paused"
+    done = "done"
+    cancelled = "cancelled"
+    skipped = "skipped"
 
 
 class MailingList(SQLModel, table=True):
@@ -162,6 +172,7 @@ class OutboxMessage(SQLModel, table=True):
     kind: str = Field(max_length=32)
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     confirmation_id: int | None = Field(default=None, foreign_key="confirmations.id")
+    send_id: int | None = Field(default=None, foreign_key="sends.id", index=True)
     status: str = Field(default=OutboxStatus.queued, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime
@@ -181,3 +192,81 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class Article(SQLModel, table=True):
+    """A published story; the URL identifies it (re-ingesting updates, never duplicates)."""
+
+    __tablename__ = "articles"
+    __table_args__ = (Index("ix_articles_published_at", "published_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(String(2000), unique=True, nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    author: str = Field(default="", max_length=300)
+    image_url: str = Field(default="", max_length=2000)
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    published_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class Digest(SQLModel, table=True):
+    """A scheduled newsletter of a list: which articles, when, and how it looks."""
+
+    __tablename__ = "digests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="lists.id", index=True)
+    name: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
+    schedule: str = Field(default="", max_length=200)
+    """A cron expression in `timezone`; empty for a one-off digest (see send_at)."""
+    timezone: str = Field(default="UTC", max_length=64)
+    send_at: datetime | None = None
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    max_articles: int = 10
+    subject_template: str = Field(default="", sa_column=Column(Text, nullable=False))
+    html_template: str = Field(default="", sa_column=Column(Text, nullable=False))
+    text_template: str = Field(default="", sa_column=Column(Text, nullable=False))
+    enabled: bool = True
+    next_run_at: datetime | None = Field(default=None, index=True)
+    last_sent_at: datetime | None = None
+    """The end of the window the previous send covered: the next one starts here."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class Send(SQLModel, table=True):
+    """One sending of a digest: its rendered body and, through the outbox, its recipients."""
+
+    __tablename__ = "sends"
+    __table_args__ = (UniqueConstraint("digest_id", "scheduled_for"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int | None = Field(default=None, foreign_key="digests.id", index=True)
+    list_id: int = Field(foreign_key="lists.id")
+    status: str = Field(default=SendStatus.queued, max_length=16)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    scheduled_for: datetime
+    """The due time this send claims (unique per digest: one send per run)."""
+    window_start: datetime
+    window_end: datetime
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    html: str = Field(default="", sa_column=Column(Text, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    article_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    total: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DigestArticle(SQLModel, table=True):
+    """Articles a digest has carried, so none goes out twice in the same digest."""
+
+    __tablename__ = "digest_articles"
+
+    digest_id: int = Field(foreign_key="digests.id", primary_key=True)
+    article_id: int = Field(foreign_key="articles.id", primary_key=True)
+    send_id: int = Field(foreign_key="sends.id")

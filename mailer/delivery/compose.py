@@ -1,17 +1,27 @@
-"""Turns an outbox row into the message for its recipient (confirmation mails for now)."""
+"""Turns an outbox row into the message for its recipient: confirmations and digests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.delivery import message
-from mailer.delivery.render import MailRenderer
-from mailer.models import Confirmation, MailingList, OutboxKind, OutboxMessage, Subscriber
+from mailer.delivery.render import MailRenderer, RenderedMail, fill
+from mailer.models import (
+    Confirmation,
+    MailingList,
+    OutboxKind,
+    OutboxMessage,
+    Send,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
 from mailer.tokens import Purpose, Signer
 
 
@@ -31,16 +41,84 @@ class Composer:
         self.settings = settings
         self.renderer = renderer
         self.signer = signer
+        self._sends: dict[int, tuple[Send, MailingList]] = {}
         self.msgid_domain = (
             settings.mail.from_address.rpartition("@")[2]
             or urlsplit(settings.public_url).hostname
             or "localhost"
         )
+        self.unsubscribe_mailbox = settings.mail.unsubscribe_mailbox or (
+            f"unsubscribe@{self.msgid_domain}"
+        )
 
     def compose(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
         if row.kind == OutboxKind.confirmation:
             return self._confirmation(session, row, now)
+        if row.kind == OutboxKind.digest:
+            return self._digest(session, row, now)
         raise NothingToSend(f"unknown kind {row.kind}")
+
+    def _send_parts(self, session: Session, send_id: int) -> tuple[Send, MailingList]:
+        cached = self._sends.get(send_id)
+        if cached is None:
+            send = session.get(Send, send_id)
+            mailing_list = session.get(MailingList, send.list_id) if send else None
+            if send is None or mailing_list is None:
+                raise NothingToSend("the send is gone")
+            if len(self._sends) > 64:
+                self._sends.clear()
+            cached = self._sends[send_id] = (send, mailing_list)
+        return cached
+
+    def _digest(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
+        assert row.send_id is not None
+        send, mailing_list = self._send_parts(session, row.send_id)
+        subscriber = session.get(Subscriber, row.subscriber_id)
+        subscription = session.exec(
+            select(Subscription).where(
+                col(Subscription.subscriber_id) == row.subscriber_id,
+                col(Subscription.list_id) == send.list_id,
+            )
+        ).first()
+        # Checked now, not when the send started: a reader who left meanwhile gets nothing.
+        if subscriber is None or subscriber.erased_at is not None:
+            raise NothingToSend("subscriber erased")
+        if subscription is None or subscription.status != SubscriptionStatus.confirmed:
+            raise NothingToSend("no longer subscribed")
+        token = self.signer.sign(Purpose.unsubscribe, {"s": subscriber.id, "l": send.list_id})
+        unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
+        values = {
+            "unsubscribe_url": unsubscribe_url,
+            "name": subscriber.name,
+            "email": subscriber.email,
+        }
+        html_values = {key: escape(value) for key, value in values.items()}
+        mail = RenderedMail(
+            subject=fill(send.subject, values),
+            text=fill(send.text, values),
+            html=fill(send.html, html_values),
+        )
+        data = message.build(
+            from_name=self.settings.mail.from_name,
+            from_address=self.settings.mail.from_address,
+            to_address=subscriber.email,
+            mail=mail,
+            now=now,
+            msgid_domain=self.msgid_domain,
+            extra_headers={"Precedence": "bulk"},
+            raw_headers=[
+                ("List-Id", [f"<{mailing_list.slug}.{self.msgid_domain}>"]),
+                (
+                    "List-Unsubscribe",
+                    [
+                        f"<{unsubscribe_url}>",
+                        f"<mailto:{self.unsubscribe_mailbox}?subject=unsubscribe%20{token}>",
+                    ],
+                ),
+                ("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]),
+            ],
+        )
+        return Envelope(self.settings.mail.from_address, subscriber.email, data)
 
     def _confirmation(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
         subscriber = session.get(Subscriber, row.subscriber_id)

@@ -22,8 +22,13 @@ def build(
     now: datetime,
     msgid_domain: str,
     extra_headers: dict[str, str] | None = None,
+    raw_headers: list[tuple[str, list[str]]] | None = None,
 ) -> bytes:
-    """The wire bytes of one message. The header policy refuses CR/LF in any value."""
+    """The wire bytes of one message. The header policy refuses CR/LF in any value.
+
+    `raw_headers` are ASCII values written as they are, one item per folded line (the
+    policy would encode a long URL as RFC 2047 words, which mail clients do not follow).
+    """
     message = EmailMessage(policy=_POLICY)
     local, _, domain = from_address.rpartition("@")
     message["From"] = Address(display_name=from_name, username=local, domain=domain)
@@ -36,4 +41,15 @@ def build(
         message[name] = value
     message.set_content(mail.text, cte="quoted-printable")
     message.add_alternative(mail.html, subtype="html", cte="quoted-printable")
-    return message.as_bytes()
+    return raw_header_lines(raw_headers or []) + message.as_bytes()
+
+
+def raw_header_lines(headers: list[tuple[str, list[str]]]) -> bytes:
+    """`Name: item1,\r\n item2\r\n` for each header; refuses anything but printable ASCII."""
+    lines = []
+    for name, items in headers:
+        for text in (name, *items):
+            if not text.isascii() or not text.isprintable():
+                raise ValueError(f"unsafe header value for {name}")
+        lines.append(f"{name}: " + ",\r\n ".join(items) + "\r\n")
+    return "".join(lines).encode("ascii")

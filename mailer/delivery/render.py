@@ -1,4 +1,9 @@
-"""Email templates (Jinja2): the project's templates/emails/, overridable by a config path."""
+"""Email templates (Jinja2): the project's templates/emails/, overridable by a config path.
+
+Editor-supplied templates are rendered in Jinja2's sandbox. Bodies are rendered once per
+send; the parts that differ per recipient are left as markers (`RECIPIENT`) and filled
+in per message by `fill`, a plain string replacement.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,36 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+class TemplateProblem(Exception):
+    """An editor's template does not compile or render (syntax, sandbox violation)."""
+
+
+class _RecipientMarkers:
+    """What templates see as `recipient`: markers filled in per message."""
+
+    unsubscribe_url = "@@mailer:unsubscribe_url@@"
+    name = "@@mailer:name@@"
+    email = "@@mailer:email@@"
+
+
+RECIPIENT = _RecipientMarkers()
+MARKERS = {
+    "unsubscribe_url": RECIPIENT.unsubscribe_url,
+    "name": RECIPIENT.name,
+    "email": RECIPIENT.email,
+}
+
+
+def fill(rendered: str, values: dict[str, str]) -> str:
+    """Put one recipient's values where the markers are."""
+    for field, marker in MARKERS.items():
+        if marker in rendered:
+            rendered = rendered.replace(marker, values.get(field, ""))
+    return rendered
 
 
 @dataclass(frozen=True)
@@ -28,14 +62,42 @@ class MailRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
 
-    def render(self, name: str, **context: Any) -> RenderedMail:
-        subject = self._env.get_template(f"{name}.subject.txt").render(**context)
-        text = self._env.get_template(f"{name}.txt").render(**context)
-        html = self._env.get_template(f"{name}.html").render(**context)
-        return RenderedMail(
-            subject=" ".join(subject.split()),
-            text=text.strip() + "\n",
-            html=self._inliner.inline(html),
+        self._sandbox = ImmutableSandboxedEnvironment(
+            autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
         )
+        self._sandbox_html = ImmutableSandboxedEnvironment(
+            autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        )
+
+    def render(
+        self, name: str, overrides: dict[str, str] | None = None, **context: Any
+    ) -> RenderedMail:
+        """Render `name`; `overrides` maps "subject", "html" or "text" to an editor's
+        template source, rendered in the sandbox instead of the file."""
+        overrides = overrides or {}
+        parts = {}
+        for part, suffix in (("subject", "subject.txt"), ("text", "txt"), ("html", "html")):
+            source = overrides.get(part, "")
+            if source.strip():
+                env = self._sandbox_html if part == "html" else self._sandbox
+                try:
+                    parts[part] = env.from_string(source).render(**context)
+                except Exception as exc:  # any failure of an editor's template is theirs
+                    raise TemplateProblem(f"{part} template: {exc}") from exc
+            else:
+                parts[part] = self._env.get_template(f"{name}.{suffix}").render(**context)
+        return RenderedMail(
+            subject=" ".join(parts["subject"].split()),
+            text=parts["text"].strip() + "\n",
+            html=self._inliner.inline(parts["html"]),
+        )
+
+    def check(self, part: str, source: str) -> None:
+        """Raise TemplateProblem when an editor's template does not compile."""
+        env = self._sandbox_html if part == "html" else self._sandbox
+        try:
+            env.parse(source)
+        except TemplateError as exc:
+            raise TemplateProblem(f"{part} template: {exc}") from exc

@@ -8,11 +8,12 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlmodel import col, select
 
 from mailer.clock import Clock
 from mailer.config import SenderSettings
 from mailer.db import session_scope
-from mailer.delivery import outbox
+from mailer.delivery import outbox, sends
 from mailer.delivery.compose import Composer, Envelope, NothingToSend
 from mailer.delivery.transport import DeliveryError, Transport
 from mailer.metrics import Metrics
@@ -45,32 +46,40 @@ class Sender:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.wake.set)
 
-    def _claim_and_compose(self) -> list[tuple[int, int, Envelope | None]]:
-        """Claim a batch and compose each message (rows with nothing to send are closed)."""
+    def _claim_and_compose(self) -> tuple[int, list[tuple[int, int, Envelope]], set[int]]:
+        """Claim a batch and compose each message; rows with nothing to send are closed.
+        Returns how many rows were claimed, the messages, and the sends they belong to."""
         now = self.clock.now()
         lease = timedelta(seconds=self.settings.lease_seconds)
         with session_scope(self.engine) as session:
             ids = outbox.claim_due(session, now, self.settings.batch_size, lease)
-        composed: list[tuple[int, int, Envelope | None]] = []
-        for message_id in ids:
-            with session_scope(self.engine) as session:
-                row = session.get(OutboxMessage, message_id)
-                assert row is not None
+        composed: list[tuple[int, int, Envelope]] = []
+        send_ids: set[int] = set()
+        if not ids:
+            return 0, composed, send_ids
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+            for row in rows:
+                assert row.id is not None
+                if row.send_id is not None:
+                    send_ids.add(row.send_id)
                 try:
                     composed.append(
-                        (message_id, row.attempts, self.composer.compose(session, row, now))
+                        (row.id, row.attempts, self.composer.compose(session, row, now))
                     )
                 except NothingToSend as exc:
                     row.status = OutboxStatus.superseded
+                    row.lease_until = None
                     row.last_reply = str(exc)
                     session.add(row)
-        return composed
+                else:
+                    composed.append((row.id, row.attempts, envelope))
+            sends.mark_sending(session, send_ids, now)
+        return len(ids), composed, send_ids
 
     async def run_once(self) -> int:
-        """Deliver one batch of due messages; returns how many were attempted."""
-        batch = await asyncio.to_thread(self._claim_and_compose)
-        if not batch:
-            return 0
+        """Deliver one batch of due messages; returns how many rows were handled."""
+        claimed, batch, send_ids = await asyncio.to_thread(self._claim_and_compose)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
         async def deliver(message_id: int, attempts: int, envelope: Envelope) -> None:
@@ -84,8 +93,14 @@ class Sender:
                 else:
                     await asyncio.to_thread(self._record_sent, message_id, reply)
 
-        await asyncio.gather(*(deliver(i, a, e) for i, a, e in batch if e is not None))
-        return len(batch)
+        await asyncio.gather(*(deliver(i, a, e) for i, a, e in batch))
+        if send_ids:
+            await asyncio.to_thread(self._close_sends, send_ids)
+        return claimed
+
+    def _close_sends(self, send_ids: set[int]) -> None:
+        with session_scope(self.engine) as session:
+            sends.close_finished(session, send_ids, self.clock.now())
 
     def _record_sent(self, message_id: int, reply: str) -> None:
         with session_scope(self.engine) as session:

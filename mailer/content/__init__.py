@@ -1,0 +1,1 @@
+"""Articles and what a digest says: ingest, store, select."""

@@ -1,0 +1,255 @@
+"""Sends: start one (select, render once, queue every recipient in one statement), report
+its progress, and close it when its outbox is empty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, literal, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from mailer.config import Settings
+from mailer.content.selection import select_articles
+from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem
+from mailer.models import (
+    Article,
+    Digest,
+    DigestArticle,
+    MailingList,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    Send,
+    SendStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from mailer.subscriptions.errors import NotFound
+
+
+class AlreadyStarted(Exception):
+    """Another process started this digest's run already."""
+
+
+def render_digest(
+    settings: Settings,
+    renderer: MailRenderer,
+    digest: Digest,
+    mailing_list: MailingList,
+    articles: list[Article],
+) -> RenderedMail:
+    """The digest's mail with per-recipient markers left in."""
+    return renderer.render(
+        "digest",
+        overrides={
+            "subject": digest.subject_template,
+            "html": digest.html_template,
+            "text": digest.text_template,
+        },
+        digest=digest,
+        list=mailing_list,
+        articles=articles,
+        recipient=RECIPIENT,
+        site_name=settings.mail.site_name,
+        postal_address=settings.mail.postal_address,
+        public_url=settings.public_url,
+    )
+
+
+def window_for(settings: Settings, digest: Digest, now: datetime) -> tuple[datetime, datetime]:
+    """From the end of the previous send (or the first look-back) to now."""
+    start = digest.last_sent_at or now - timedelta(hours=settings.digests.first_lookback_hours)
+    return start, now
+
+
+def start_send(
+    session: Session,
+    settings: Settings,
+    renderer: MailRenderer,
+    digest: Digest,
+    scheduled_for: datetime,
+    now: datetime,
+) -> Send:
+    """Create the send for `digest`'s run at `scheduled_for` and queue its recipients.
+
+    Side effects: a `sends` row (unique per digest and run: AlreadyStarted when another
+    process has it), one outbox row per confirmed subscriber, the articles recorded as
+    carried, and the digest's window moved on. With nothing new the send is `skipped`.
+    """
+    assert digest.id is not None
+    mailing_list = session.get(MailingList, digest.list_id)
+    if mailing_list is None:
+        raise NotFound("list")
+    window_start, window_end = window_for(settings, digest, now)
+    send = Send(
+        digest_id=digest.id,
+        list_id=digest.list_id,
+        scheduled_for=scheduled_for,
+        window_start=window_start,
+        window_end=window_end,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(send)
+            session.flush()
+    except IntegrityError as exc:
+        raise AlreadyStarted(f"digest {digest.id} run {scheduled_for}") from exc
+    assert send.id is not None
+
+    articles = select_articles(session, digest, window_start, window_end)
+    if not articles:
+        return _skip(session, send, "no new articles since the previous send", now)
+    try:
+        mail = render_digest(settings, renderer, digest, mailing_list, articles)
+    except TemplateProblem as exc:
+        return _skip(session, send, str(exc), now)
+
+    send.subject, send.html, send.text = mail.subject, mail.html, mail.text
+    send.article_ids = [article.id for article in articles if article.id is not None]
+    recipients = (
+        sa_select(
+            literal(OutboxKind.digest.value),
+            col(Subscription.subscriber_id),
+            literal(send.id),
+            literal(OutboxStatus.queued.value),
+            literal(0),
+            literal(now),
+            literal(""),
+            literal(now),
+        )
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(
+            col(Subscription.list_id) == digest.list_id,
+            col(Subscription.status) == SubscriptionStatus.confirmed,
+            col(Subscriber.erased_at).is_(None),
+        )
+    )
+    columns = [
+        "kind",
+        "subscriber_id",
+        "send_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_reply",
+        "created_at",
+    ]
+    session.execute(insert(OutboxMessage).from_select(columns, recipients))
+    send.total = _count(session, send.id)
+    for article_id in send.article_ids:
+        session.add(DigestArticle(digest_id=digest.id, article_id=article_id, send_id=send.id))
+    digest.last_sent_at = window_end
+    send.status = SendStatus.queued if send.total else SendStatus.done
+    if not send.total:
+        send.reason = "the list has no confirmed subscribers"
+        send.finished_at = now
+    session.add(digest)
+    session.add(send)
+    session.flush()
+    return send
+
+
+def _count(session: Session, send_id: int) -> int:
+    statement = (
+        select(func.count()).select_from(OutboxMessage).where(col(OutboxMessage.send_id) == send_id)
+    )
+    return int(session.exec(statement).one())
+
+
+def _skip(session: Session, send: Send, reason: str, now: datetime) -> Send:
+    send.status = SendStatus.skipped
+    send.reason = reason
+    send.finished_at = now
+    session.add(send)
+    session.flush()
+    return send
+
+
+@dataclass
+class Progress:
+    status: str
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    dropped: int
+    """Recipients who left (or were erased) before their message went out."""
+
+
+def progress(session: Session, send_id: int) -> tuple[Send, Progress]:
+    send = session.get(Send, send_id)
+    if send is None:
+        raise NotFound("send")
+    counts: dict[str, int] = {
+        status: count
+        for status, count in session.exec(
+            select(OutboxMessage.status, func.count())
+            .where(col(OutboxMessage.send_id) == send_id)
+            .group_by(col(OutboxMessage.status))
+        )
+    }
+    return send, Progress(
+        status=send.status,
+        total=send.total,
+        sent=counts.get(OutboxStatus.sent, 0),
+        failed=counts.get(OutboxStatus.failed, 0),
+        pending=counts.get(OutboxStatus.queued, 0) + counts.get(OutboxStatus.sending, 0),
+        dropped=counts.get(OutboxStatus.superseded, 0),
+    )
+
+
+def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:
+    """Side effect: sends among `send_ids` with nothing left to deliver become `done`."""
+    for send_id in send_ids:
+        left = session.exec(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(
+                col(OutboxMessage.send_id) == send_id,
+                col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+            )
+        ).one()
+        if not left:
+            session.execute(
+                update(Send)
+                .where(
+                    col(Send.id) == send_id,
+                    col(Send.status).in_([SendStatus.queued, SendStatus.sending]),
+                )
+                .values(status=SendStatus.done, finished_at=now)
+            )
+
+
+def mark_sending(session: Session, send_ids: set[int], now: datetime) -> None:
+    """Side effect: queued sends among `send_ids` become `sending`."""
+    if send_ids:
+        session.execute(
+            update(Send)
+            .where(col(Send.id).in_(send_ids), col(Send.status) == SendStatus.queued)
+            .values(status=SendStatus.sending, started_at=now)
+        )
+
+
+def public_fields(send: Send, counts: Progress) -> dict[str, Any]:
+    return {
+        "id": send.id,
+        "digest_id": send.digest_id,
+        "status": counts.status,
+        "reason": send.reason,
+        "total": counts.total,
+        "sent": counts.sent,
+        "failed": counts.failed,
+        "pending": counts.pending,
+        "dropped": counts.dropped,
+        "subject": send.subject,
+        "article_ids": send.article_ids,
+        "created_at": send.created_at,
+        "started_at": send.started_at,
+        "finished_at": send.finished_at,
+    }
