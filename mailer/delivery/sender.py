@@ -64,9 +64,7 @@ class Sender:
                 if row.send_id is not None:
                     send_ids.add(row.send_id)
                 try:
-                    composed.append(
-                        (row.id, row.attempts, self.composer.compose(session, row, now))
-                    )
+                    envelope = self.composer.compose(session, row, now)
                 except NothingToSend as exc:
                     row.status = OutboxStatus.superseded
                     row.lease_until = None
