@@ -1,17 +1,116 @@
-"""APScheduler wiring: the periodic jobs of a serving process (purge of stale signups)."""
+"""APScheduler wiring and cron arithmetic: due digests, purges. State lives in the database.
+
+APScheduler only ticks: which digest is due is the `next_run_at` column, and a run is
+claimed by inserting its send (unique per digest and due time), so any number of
+processes may tick against one database and each run is sent once.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlmodel import col, select
 
 from mailer.db import session_scope
+from mailer.delivery import sends
+from mailer.models import Digest
 from mailer.services import Services
 from mailer.subscriptions.erasure import purge_unconfirmed
 
 log = logging.getLogger(__name__)
+
+
+class BadSchedule(ValueError):
+    """A cron expression or time zone that cannot be used."""
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadSchedule(f"unknown time zone {name!r}") from exc
+
+
+def trigger(schedule: str, timezone: str) -> CronTrigger:
+    """The cron trigger for a 5-field expression in an IANA time zone."""
+    try:
+        return CronTrigger.from_crontab(schedule, timezone=zone(timezone))
+    except BadSchedule:
+        raise
+    except ValueError as exc:
+        raise BadSchedule(f"invalid cron expression {schedule!r}: {exc}") from exc
+
+
+def next_runs(schedule: str, timezone: str, after: datetime, count: int) -> list[datetime]:
+    """The next `count` run times strictly after `after`, in UTC."""
+    cron = trigger(schedule, timezone)
+    runs: list[datetime] = []
+    moment = after
+    for _ in range(count):
+        upcoming = cron.get_next_fire_time(None, moment + timedelta(seconds=1))
+        if upcoming is None:
+            break
+        runs.append(upcoming.astimezone(UTC))
+        moment = upcoming
+    return runs
+
+
+def next_run_of(digest: Digest, after: datetime) -> datetime | None:
+    """When `digest` is next due after `after` (None: never again)."""
+    if not digest.enabled:
+        return None
+    if digest.schedule:
+        upcoming = next_runs(digest.schedule, digest.timezone, after, 1)
+        return upcoming[0] if upcoming else None
+    if digest.send_at is not None and digest.last_sent_at is None and digest.send_at > after:
+        return digest.send_at
+    return None
+
+
+def run_due_digests(services: Services) -> list[int]:
+    """Start the send of every digest that is due; returns the ids of the sends started.
+
+    A run missed while no process was up is sent once; the next run is then computed
+    from now, so there is no burst of repeats.
+    """
+    now = services.clock.now()
+    started: list[int] = []
+    with session_scope(services.engine) as session:
+        due_ids = list(
+            session.exec(
+                select(Digest.id).where(col(Digest.next_run_at) <= now, col(Digest.enabled))
+            )
+        )
+    for digest_id in due_ids:
+        with session_scope(services.engine) as session:
+            digest = session.exec(
+                select(Digest).where(col(Digest.id) == digest_id).with_for_update(skip_locked=True)
+            ).first()
+            if digest is None or digest.next_run_at is None or digest.next_run_at > now:
+                continue  # another process has it, or took it already
+            try:
+                send = sends.start_send(
+                    session,
+                    services.settings,
+                    services.renderer,
+                    digest,
+                    scheduled_for=digest.next_run_at,
+                    now=now,
+                )
+            except sends.AlreadyStarted:
+                send = None
+            digest.next_run_at = next_run_of(digest, now)
+            session.add(digest)
+        if send is not None and send.id is not None:
+            log.info("digest %s: send %s %s %s", digest_id, send.id, send.status, send.reason)
+            started.append(send.id)
+    if started:
+        services.sender.notify()
+    return started
 
 
 def purge_job(services: Services) -> int:
@@ -34,5 +133,15 @@ def make_scheduler(services: Services) -> AsyncIOScheduler:
         id="purge",
         coalesce=True,
         max_instances=1,
+    )
+    scheduler.add_job(
+        run_due_digests,
+        "interval",
+        seconds=services.settings.digests.check_interval_seconds,
+        args=[services],
+        id="digests",
+        coalesce=True,
+        max_instances=1,
+        next_run_time=datetime.now(UTC),
     )
     return scheduler

@@ -101,3 +101,104 @@ class ChainVerification(BaseModel):
 class Erased(BaseModel):
     id: int
     erased: bool
+
+
+class ArticleIn(Strict):
+    url: str = Field(min_length=8, max_length=2000)
+    title: str = Field(min_length=1, max_length=1000)
+    summary: str = Field(default="", max_length=10_000)
+    author: str = Field(default="", max_length=300)
+    image_url: str = Field(default="", max_length=2000)
+    topics: list[str] = Field(default_factory=list, max_length=20)
+    published_at: datetime
+
+
+class ArticlePublic(BaseModel):
+    id: int
+    url: str
+    title: str
+    summary: str
+    author: str
+    image_url: str
+    topics: list[str]
+    published_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class DigestCreate(Strict):
+    list_slug: str = Field(alias="list", min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    schedule: str = Field(default="", max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    send_at: datetime | None = None
+    topics: list[str] = Field(default_factory=list, max_length=20)
+    max_articles: int = Field(default=10, ge=1, le=100)
+    subject_template: str = Field(default="", max_length=2000)
+    html_template: str = Field(default="", max_length=200_000)
+    text_template: str = Field(default="", max_length=100_000)
+    enabled: bool = True
+
+
+class DigestUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    schedule: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    send_at: datetime | None = None
+    topics: list[str] | None = Field(default=None, max_length=20)
+    max_articles: int | None = Field(default=None, ge=1, le=100)
+    subject_template: str | None = Field(default=None, max_length=2000)
+    html_template: str | None = Field(default=None, max_length=200_000)
+    text_template: str | None = Field(default=None, max_length=100_000)
+    enabled: bool | None = None
+
+
+class DigestPublic(BaseModel):
+    id: int
+    list_slug: str = Field(alias="list")
+    name: str
+    schedule: str
+    timezone: str
+    send_at: datetime | None
+    topics: list[str]
+    max_articles: int
+    subject_template: str
+    html_template: str
+    text_template: str
+    enabled: bool
+    next_run_at: datetime | None
+    next_runs: list[datetime]
+    last_sent_at: datetime | None
+
+
+class SendPublic(BaseModel):
+    id: int
+    digest_id: int | None
+    status: str
+    reason: str
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    dropped: int
+    subject: str
+    article_ids: list[int]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Preview(BaseModel):
+    subject: str
+    html: str
+    text: str
+    articles: list[ArticlePublic]
+
+
+class TestSend(Strict):
+    addresses: list[str] = Field(min_length=1, max_length=20)
+
+
+class TestSendResult(BaseModel):
+    sent: list[str]
+    failed: dict[str, str]

@@ -1,0 +1,76 @@
+"""Digests: a list's newsletter definition (schedule, topics, size, templates)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from mailer.content.articles import normalize_topics
+from mailer.models import Digest
+from mailer.subscriptions.addresses import check_header_safe
+from mailer.subscriptions.catalog import list_by_slug
+from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
+
+EDITABLE = (
+    "name",
+    "schedule",
+    "timezone",
+    "send_at",
+    "topics",
+    "max_articles",
+    "subject_template",
+    "html_template",
+    "text_template",
+    "enabled",
+)
+
+
+def get(session: Session, digest_id: int) -> Digest:
+    digest = session.get(Digest, digest_id)
+    if digest is None:
+        raise NotFound("digest")
+    return digest
+
+
+def by_name(session: Session, name: str) -> Digest:
+    digest = session.exec(select(Digest).where(col(Digest.name) == name)).first()
+    if digest is None:
+        raise NotFound(f"digest {name!r}")
+    return digest
+
+
+def all_digests(session: Session) -> list[Digest]:
+    return list(session.exec(select(Digest).order_by(col(Digest.name))))
+
+
+def create(session: Session, list_slug: str, fields: dict[str, Any], now: datetime) -> Digest:
+    mailing_list = list_by_slug(session, list_slug)
+    assert mailing_list.id is not None
+    digest = Digest(list_id=mailing_list.id, name="", created_at=now, updated_at=now)
+    return apply(session, digest, fields, now)
+
+
+def apply(session: Session, digest: Digest, fields: dict[str, Any], now: datetime) -> Digest:
+    """Set the editable `fields` on `digest` after checking them."""
+    for name, value in fields.items():
+        if name not in EDITABLE:
+            raise InvalidInput(name, "cannot be changed")
+        setattr(digest, name, value)
+    digest.name = check_header_safe("name", digest.name.strip())
+    if not digest.name:
+        raise InvalidInput("name", "is required")
+    digest.schedule = " ".join(digest.schedule.split())
+    if not digest.schedule and digest.send_at is None:
+        raise InvalidInput("schedule", "give a cron schedule or a one-off send_at")
+    digest.topics = normalize_topics(digest.topics)
+    clash = session.exec(
+        select(Digest).where(col(Digest.name) == digest.name, col(Digest.id) != digest.id)
+    ).first()
+    if clash is not None:
+        raise Conflict(f"a digest named {digest.name!r} exists")
+    digest.updated_at = now
+    session.add(digest)
+    session.flush()
+    return digest
