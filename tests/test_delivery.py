@@ -101,7 +101,7 @@ def test_the_confirmation_message_is_well_formed(
     link = link_in(message, "/confirm/")
     html = message.get_body(preferencelist=("html",)).get_content()
     assert f'href="http://testserver{link}"' in html
-    assert "style=\"display: inline-block" in html, "CSS is inlined"
+    assert 'style="display: inline-block' in html, "CSS is inlined"
     text_part = message.get_body(preferencelist=("plain",)).get_content()
     assert "1 Press Street, Berlin" in text_part
 

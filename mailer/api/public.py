@@ -232,6 +232,14 @@ def _thanks_url(services: Services, form_slug: str) -> str:
         return form.redirect_url or f"/forms/{form.slug}/thanks"
 
 
+def _reader_message(exc: InvalidInput) -> str:
+    """The message a reader sees: email-validator's are whole sentences, ours are
+    fragments that follow the field's name ("email is required")."""
+    if exc.message[:1].isupper():
+        return exc.message
+    return f"{exc.field} {exc.message}"
+
+
 def _signup(
     services: Services, request: Request, fields: SignupFields, ip: str
 ) -> signup.SignupResult | None:
@@ -259,13 +267,7 @@ def _signup(
             name = check_header_safe("name", fields.name)[:200]
             check_header_safe("source_url", fields.source_url)
         except InvalidInput as exc:
-            raise BadRequest(
-                422,
-                exc.message
-                if exc.field == "email" and not fields.email
-                else f"{exc.field} {exc.message}",
-                exc.field,
-            ) from exc
+            raise BadRequest(422, _reader_message(exc), exc.field) from exc
         if form.consent_checkbox and not fields.consent:
             raise BadRequest(422, "please tick the box to agree to the terms", "consent")
         wait = services.address_limiter.hit(address_digest(email))

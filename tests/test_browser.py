@@ -1,0 +1,366 @@
+"""Readers' pages in a real browser: Debian's chromium driven by Playwright.
+
+The app runs under uvicorn on 127.0.0.1:<port>; the publisher's article page is served by
+a second server on localhost:<other port>, so the embedded form posts truly cross-origin.
+What the tests assert is what a reader sees, and what the editors' API then reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from mailer.api.app import create_app
+from mailer.models import ConsentEvent, OutboxMessage, Subscriber
+from mailer.services import Services
+from mailer.tokens import Purpose
+from tests.conftest import SmtpSink, count_rows, free_port, link_in
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READER = "reader@example.com"
+HEADING = "Sign up to receive our latest news!"
+CONSENT = "By submitting this form, I agree to the terms."
+
+
+# ---- servers and browser ---------------------------------------------------------------
+
+
+@pytest.fixture
+def app_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def app_url(app_port: int) -> str:
+    return f"http://127.0.0.1:{app_port}"
+
+
+@pytest.fixture
+def settings_overrides(app_url: str) -> dict[str, Any]:
+    """Links in mail and the script's subscribe URL point at the live server."""
+    return {"public_url": app_url}
+
+
+@pytest.fixture
+def live_app(services: Services, app_port: int, app_url: str) -> Iterator[str]:
+    """The app under uvicorn in a thread, its sender delivering to the SMTP sink."""
+    app = create_app(services, run_scheduler=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=app_port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield app_url
+    server.should_exit = True
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "uvicorn did not stop"
+
+
+ARTICLE_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Council approves the new bridge</title></head>
+<body>
+<article>
+  <h1>Council approves the new bridge</h1>
+  <p>The vote was close.</p>
+</article>
+<script src="{app}/forms/default/embed.js" async></script>
+</body>
+</html>
+"""
+
+
+@pytest.fixture
+def article_url(live_app: str) -> Iterator[str]:
+    """A publisher's article page on another origin (other host name, other port)."""
+    html = ARTICLE_HTML.format(app=live_app).encode()
+
+    class ArticlePage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.startswith("/favicon"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return None
+
+    port = free_port()
+    server = ThreadingHTTPServer(("localhost", port), ArticlePage)
+    thread = threading.Thread(target=server.serve_forever, name="publisher", daemon=True)
+    thread.start()
+    yield f"http://localhost:{port}/2026/11/council-approves-the-new-bridge"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser profile (no cookies, no cache) with one tab."""
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def editors_api(live_app: str, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=live_app, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
+    ) as api:
+        yield api
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def lookup(api: httpx.Client, email: str = READER) -> dict[str, Any]:
+    found = api.get("/api/v1/subscribers", params={"email": email})
+    assert found.status_code == 200, found.text
+    [subscriber] = found.json()
+    return dict(subscriber)
+
+
+def statuses(api: httpx.Client, email: str = READER) -> dict[str, str]:
+    return {item["slug"]: item["status"] for item in lookup(api, email)["lists"]}
+
+
+def confirm_url_in(smtp: SmtpSink, live_app: str, count: int = 1) -> str:
+    mail = smtp.wait_for(count)[count - 1]
+    return live_app + link_in(mail.message, "/confirm/", base=live_app)
+
+
+def confirmed_reader(api: httpx.Client, smtp: SmtpSink, live_app: str) -> dict[str, Any]:
+    """A reader signed up and confirmed over plain HTTP (not the subject under test)."""
+    assert api.post("/subscribe", json={"email": READER}).status_code == 202
+    assert httpx.post(confirm_url_in(smtp, live_app)).status_code == 200
+    reader = lookup(api)
+    assert {item["slug"]: item["status"] for item in reader["lists"]} == {"news": "confirmed"}
+    return reader
+
+
+def nothing_written(services: Services, smtp: SmtpSink) -> None:
+    assert count_rows(services, Subscriber) == 0
+    assert count_rows(services, ConsentEvent) == 0
+    assert count_rows(services, OutboxMessage) == 0
+    assert smtp.messages == []
+
+
+# ---- the embedded form on a publisher's page -------------------------------------------
+
+
+def test_embedded_form_signs_up_cross_origin_and_shows_the_result_inline(
+    page: Page, article_url: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    page.goto(article_url)
+    page.get_by_text(HEADING).wait_for()
+    assert page.get_by_text(CONSENT).is_visible()
+
+    page.get_by_label("Email address").fill(READER)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("status").filter(has_text="Please check your inbox").wait_for()
+    assert page.url == article_url, "the reader stays on the article"
+    assert page.get_by_role("heading", name="Council approves the new bridge").is_visible()
+    assert page.context.cookies() == [], "signing up sets no cookie"
+
+    [mail] = smtp.wait_for(1)
+    assert mail.rcpt_tos == [READER]
+    reader = lookup(editors_api)
+    assert {item["slug"]: item["status"] for item in reader["lists"]} == {"news": "pending"}
+    [requested] = reader["consent_events"]
+    assert requested["action"] == "requested"
+    assert requested["source_url"] == article_url
+    assert "Chrome" in requested["user_agent"]  # also matches HeadlessChrome
+    assert requested["consent_text"] == CONSENT
+    assert requested["form"] == "default"
+
+
+def test_embedded_form_refuses_a_malformed_address_inline_and_writes_nothing(
+    page: Page, article_url: str, smtp: SmtpSink, services: Services
+) -> None:
+    page.goto(article_url)
+    email = page.get_by_label("Email address")
+    status = page.get_by_role("status")
+
+    email.fill("reader@@example.com")  # the browser itself knows this is no address
+    page.get_by_role("button", name="Sign up").click()
+    status.filter(has_text="Please enter a valid email address.").wait_for()
+
+    email.fill("reader@example")  # the browser accepts this one; the server does not
+    page.get_by_role("button", name="Sign up").click()
+    status.filter(has_text="period").wait_for()
+    assert (
+        status.text_content() == "The part after the @-sign is not valid. It should have a period."
+    )
+    assert page.url == article_url
+    assert page.get_by_role("button", name="Sign up").is_enabled(), "the reader can try again"
+    assert page.context.cookies() == []
+    nothing_written(services, smtp)
+
+
+# ---- the form page, the confirm link -------------------------------------------------
+
+
+def test_confirm_link_confirms_in_a_browser(
+    page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    page.goto(f"{live_app}/forms/default")
+    assert page.get_by_role("heading", name=HEADING).is_visible()
+    page.get_by_label("Email address").fill(READER)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    assert page.url == f"{live_app}/forms/default/thanks"
+
+    confirm_url = confirm_url_in(smtp, live_app)
+    assert statuses(editors_api) == {"news": "pending"}
+    page.goto(confirm_url)  # the page confirms by posting itself
+    page.get_by_role("heading", name="You're subscribed!").wait_for()
+    assert page.get_by_role("status").filter(has_text="News").is_visible()
+    assert statuses(editors_api) == {"news": "confirmed"}
+    confirmed = lookup(editors_api)["consent_events"][-1]
+    assert confirmed["action"] == "confirmed"
+    assert "Chrome" in confirmed["user_agent"]
+
+    page.goto(confirm_url)  # opening the link again is harmless
+    page.get_by_role("heading", name="You are already confirmed").wait_for()
+    actions = [event["action"] for event in lookup(editors_api)["consent_events"]]
+    assert actions == ["requested", "confirmed"]
+
+
+def test_without_javascript_the_confirm_page_waits_for_the_button(
+    browser: Browser, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    assert editors_api.post("/subscribe", json={"email": READER}).status_code == 202
+    confirm_url = confirm_url_in(smtp, live_app)
+
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(confirm_url)
+        button = page.get_by_role("button", name="Confirm my subscription")
+        assert button.is_visible()
+        page.wait_for_timeout(300)  # time enough for a script that should not run
+        assert page.url == confirm_url
+        assert statuses(editors_api) == {"news": "pending"}, (
+            "opening the link alone confirms nothing"
+        )
+
+        button.click()
+        page.get_by_role("heading", name="You're subscribed!").wait_for()
+        assert statuses(editors_api) == {"news": "confirmed"}
+    finally:
+        context.close()
+
+
+# ---- unsubscribe -----------------------------------------------------------------------
+
+
+def test_unsubscribe_page_leaves_on_the_button_not_on_the_visit(
+    page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client, services: Services
+) -> None:
+    reader = confirmed_reader(editors_api, smtp, live_app)
+    token = services.signer.sign(Purpose.unsubscribe, {"s": reader["id"]})
+
+    page.goto(f"{live_app}/unsubscribe/{token}")
+    page.get_by_role("heading", name="Unsubscribe").wait_for()
+    assert page.get_by_role("checkbox", name="News").is_checked()
+    assert statuses(editors_api) == {"news": "confirmed"}, "a visit changes nothing"
+
+    page.get_by_role("button", name="Unsubscribe", exact=True).click()
+    page.get_by_role("heading", name="You have been unsubscribed").wait_for()
+    assert not page.get_by_role("checkbox", name="News").is_checked()
+    assert statuses(editors_api) == {"news": "unsubscribed"}
+    left = lookup(editors_api)["consent_events"][-1]
+    assert left["action"] == "unsubscribed"
+    assert "Chrome" in left["user_agent"]
+    assert page.context.cookies() == []
+
+
+# ---- accessibility ---------------------------------------------------------------------
+
+
+def _tab_order(page: Page, stops: int) -> list[str]:
+    """The name (or id) of each element that Tab focuses, from the top of the page."""
+    order = []
+    for _ in range(stops):
+        page.keyboard.press("Tab")
+        order.append(
+            page.evaluate(
+                "() => { const e = document.activeElement;"
+                " return e ? (e.name || e.id || e.textContent.trim() || e.tagName) : ''; }"
+            )
+        )
+    return order
+
+
+def test_signup_form_page_works_from_the_keyboard_and_hides_the_honeypot(
+    page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    page.goto(f"{live_app}/forms/default")
+    assert page.get_by_label("Email address").get_attribute("type") == "email"
+    honeypot = page.locator("input[name=website]")
+    assert honeypot.get_attribute("tabindex") == "-1"
+
+    assert _tab_order(page, 2) == ["email", "Sign up"], "Tab skips the honeypot"
+    page.get_by_label("Email address").focus()
+    page.keyboard.type(READER)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    smtp.wait_for(1)
+    assert statuses(editors_api) == {"news": "pending"}
+
+
+def test_embedded_form_is_labelled_and_its_honeypot_is_not_reachable_by_tab(
+    page: Page, article_url: str
+) -> None:
+    page.goto(article_url)
+    email = page.get_by_label("Email address")
+    email.wait_for()
+    assert page.locator("input[name=website]").get_attribute("tabindex") == "-1"
+    email.focus()
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement.textContent")
+    assert focused == "Sign up", "Tab goes from the address to the button"

@@ -1,0 +1,353 @@
+"""Digests end to end: articles in, a digest defined, sent, read, left with one click."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mailer import config
+from mailer.clock import FrozenClock
+from mailer.db import session_scope
+from mailer.models import Digest, Send
+from mailer.scheduling import next_runs, run_due_digests
+from mailer.services import Services, build
+from mailer.tokens import Purpose
+from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
+
+READERS = ["ada@example.com", "ben@example.org"]
+
+
+def confirm_readers(editor: TestClient, smtp: SmtpSink, addresses: list[str]) -> None:
+    for address in addresses:
+        before = len(smtp.messages)
+        editor.post("/subscribe", json={"email": address})
+        mail = smtp.wait_for(before + 1)[-1]
+        assert editor.post(link_in(mail.message, "/confirm/")).status_code == 200
+
+
+def article(
+    editor: TestClient,
+    clock: FrozenClock,
+    n: int,
+    topics: list[str],
+    title: str | None = None,
+    hours_ago: float = 1,
+) -> dict[str, Any]:
+    answer = editor.post(
+        "/api/v1/articles",
+        json={
+            "url": f"https://news.example.com/story-{n}",
+            "title": title or f"Story {n}",
+            "summary": f"What happened in story {n}.",
+            "topics": topics,
+            "published_at": (clock.now() - timedelta(hours=hours_ago)).isoformat(),
+        },
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return dict(answer.json())
+
+
+def morning_brief(editor: TestClient, **extra: Any) -> dict[str, Any]:
+    answer = editor.post(
+        "/api/v1/digests",
+        json={
+            "list": "news",
+            "name": "Morning Brief",
+            "schedule": "0 7 * * mon-fri",
+            "timezone": "Europe/Berlin",
+            "topics": ["world", "health"],
+            "max_articles": 8,
+            **extra,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def send_now(editor: TestClient, digest_id: int) -> dict[str, Any]:
+    answer = editor.post(f"/api/v1/digests/{digest_id}/send")
+    assert answer.status_code == 202, answer.text
+    return dict(answer.json())
+
+
+def digests_received(smtp: SmtpSink) -> list[EmailMessage]:
+    return [m.message for m in smtp.messages if "List-Id" in m.message]
+
+
+def test_articles_are_created_once_and_updated_by_url(
+    editor: TestClient, clock: FrozenClock
+) -> None:
+    first = article(editor, clock, 1, ["World"])
+    again = editor.post(
+        "/api/v1/articles",
+        json={
+            "url": first["url"],
+            "title": "Story 1, updated",
+            "topics": ["World", "Europe"],
+            "published_at": first["published_at"],
+        },
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert again.json()["topics"] == ["world", "europe"]
+    listed = editor.get("/api/v1/articles", params={"topic": "europe"}).json()
+    assert [a["title"] for a in listed] == ["Story 1, updated"]
+    bad = editor.post(
+        "/api/v1/articles",
+        json={"url": "ftp://x/y", "title": "t", "published_at": "2026-01-01T00:00:00Z"},
+    )
+    assert bad.status_code == 422
+
+
+def test_a_digest_goes_to_every_confirmed_reader_and_one_click_unsubscribes(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS)
+    article(editor, clock, 1, ["world"], title="Talks <b>resume</b> & continue")
+    article(editor, clock, 2, ["health"])
+    article(editor, clock, 3, ["sport"])  # not in the digest's topics
+    digest = morning_brief(editor)
+
+    send = send_now(editor, digest["id"])
+    assert send["status"] == "queued" and send["total"] == 2
+    smtp.wait_for(4)
+    outbox_idle(services)
+    progress = editor.get(f"/api/v1/sends/{send['id']}").json()
+    assert {k: progress[k] for k in ("status", "total", "sent", "failed", "pending")} == {
+        "status": "done",
+        "total": 2,
+        "sent": 2,
+        "failed": 0,
+        "pending": 0,
+    }
+
+    received = digests_received(smtp)
+    assert sorted(m["To"] for m in received) == sorted(READERS)
+    message = next(m for m in received if m["To"] == READERS[0])
+    for header in (
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ):
+        assert len(message.get_all(header, [])) == 1, header
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "<news.example.org>"
+    unsubscribe_targets = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    assert unsubscribe_targets[0].startswith("http://testserver/unsubscribe/")
+    assert unsubscribe_targets[1].startswith("mailto:")
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    raw = next(m.data for m in smtp.messages if READERS[0] in m.rcpt_tos and b"List-Id" in m.data)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+    html = message.get_body(preferencelist=("html",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Talks &lt;b&gt;resume&lt;/b&gt; &amp; continue" in html
+    assert "<b>resume</b>" not in html
+    assert "Story 2" in html and "Story 3" not in html
+    assert 'href="https://news.example.com/story-1"' in html
+    assert "1 Press Street, Berlin" in text and "Unsubscribe" in text
+    assert unsubscribe_targets[0] in text, "the visible link is the reader's own"
+
+    one_click = editor.post(
+        unsubscribe_targets[0].removeprefix("http://testserver"),
+        data={"List-Unsubscribe": "One-Click"},
+        follow_redirects=False,
+    )
+    assert one_click.status_code == 200
+    [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
+    assert ada["lists"][0]["status"] == "unsubscribed"
+
+    clock.advance(hours=1)
+    article(editor, clock, 4, ["world"], hours_ago=0.5)
+    second = send_now(editor, digest["id"])
+    assert second["total"] == 1, "the reader who left is not queued"
+    smtp.wait_for(5)
+    latest = digests_received(smtp)[-1]
+    assert latest["To"] == READERS[1]
+    latest_html = latest.get_body(preferencelist=("html",)).get_content()
+    assert "Story 4" in latest_html and "Story 1" not in latest_html, "only the new article"
+
+    clock.advance(hours=1)
+    third = send_now(editor, digest["id"])
+    assert third["status"] == "skipped"
+    assert "no new articles" in third["reason"]
+    assert editor.get(f"/api/v1/sends/{third['id']}").json()["status"] == "skipped"
+
+
+def test_a_reader_who_leaves_after_the_send_starts_gets_nothing(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS[:1])
+    article(editor, clock, 1, ["world"])
+    digest = morning_brief(editor)
+    smtp.stop()  # hold the send in the outbox
+    send = send_now(editor, digest["id"])
+    [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
+    token = services.signer.sign(Purpose.unsubscribe, {"s": ada["id"]})
+    editor.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    smtp.start()
+    clock.advance(seconds=5)
+    outbox_idle(services)
+    progress = editor.get(f"/api/v1/sends/{send['id']}").json()
+    assert progress["sent"] == 0 and progress["dropped"] == 1
+    assert digests_received(smtp) == []
+
+
+def test_preview_and_test_send_show_the_digest_without_sending_it(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    article(editor, clock, 1, ["health"])
+    digest = morning_brief(editor)
+    shown = editor.get(f"/api/v1/digests/{digest['id']}/preview").json()
+    assert "Story 1" in shown["html"] and "Story 1" in shown["text"]
+    assert [a["title"] for a in shown["articles"]] == ["Story 1"]
+    tested = editor.post(
+        f"/api/v1/digests/{digest['id']}/test", json={"addresses": ["editor@example.com"]}
+    )
+    assert tested.json() == {"sent": ["editor@example.com"], "failed": {}}
+    [mail] = smtp.wait_for(1)
+    assert mail.rcpt_tos == ["editor@example.com"]
+    assert mail.message["Subject"].startswith("[TEST] Morning Brief")
+    assert count_rows(services, Send) == 0, "a test send is not a send"
+
+
+SANDBOX_ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ digest.__class__.__init__.__globals__ }}",
+    "{{ articles.append(1) }}",
+]
+
+
+@pytest.mark.parametrize("template", SANDBOX_ESCAPES)
+def test_editor_templates_cannot_escape_the_sandbox(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock, template: str
+) -> None:
+    confirm_readers(editor, smtp, READERS[:1])
+    article(editor, clock, 1, ["world"])
+    digest = morning_brief(editor, html_template=template)
+    assert editor.get(f"/api/v1/digests/{digest['id']}/preview").status_code == 422
+    send = send_now(editor, digest["id"])
+    assert send["status"] == "skipped" and "template" in send["reason"]
+    assert digests_received(smtp) == []
+
+
+def test_a_broken_template_is_refused_when_saved(editor: TestClient) -> None:
+    answer = editor.post(
+        "/api/v1/digests",
+        json={
+            "list": "news",
+            "name": "Broken",
+            "schedule": "0 7 * * *",
+            "html_template": "{% for x in %}",
+        },
+    )
+    assert answer.status_code == 422
+    assert editor.get("/api/v1/digests").json() == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "timezone"),
+    [("61 7 * * *", "UTC"), ("0 7 * *", "UTC"), ("0 7 * * *", "Mars/Olympus")],
+)
+def test_bad_schedules_are_refused(editor: TestClient, schedule: str, timezone: str) -> None:
+    answer = editor.post(
+        "/api/v1/digests",
+        json={"list": "news", "name": "Bad", "schedule": schedule, "timezone": timezone},
+    )
+    assert answer.status_code == 422
+    assert editor.get("/api/v1/digests").json() == []
+
+
+def test_cron_follows_the_time_zone_across_a_dst_change() -> None:
+    before = datetime(2026, 10, 23, 12, 0, tzinfo=UTC)  # Friday; DST ends Sunday 25th
+    runs = next_runs("0 7 * * mon-fri", "Europe/Berlin", before, 3)
+    assert runs == [
+        datetime(2026, 10, 26, 6, 0, tzinfo=UTC),  # Monday 07:00 CET
+        datetime(2026, 10, 27, 6, 0, tzinfo=UTC),
+        datetime(2026, 10, 28, 6, 0, tzinfo=UTC),
+    ]
+    spring = next_runs("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 28, 12, tzinfo=UTC), 2)
+    assert spring[0] < spring[1]
+    assert spring[0].date().isoformat() in ("2026-03-29", "2026-03-30")
+    assert next_runs("0 7 * * *", "Europe/Berlin", datetime(2026, 10, 24, 12, tzinfo=UTC), 1) == [
+        datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
+    ]  # the day of the change itself, CET
+
+
+def test_the_digest_lists_its_next_five_runs(editor: TestClient) -> None:
+    digest = morning_brief(editor)
+    assert len(digest["next_runs"]) == 5
+    first = datetime.fromisoformat(digest["next_runs"][0])
+    assert first.astimezone(ZoneInfo("Europe/Berlin")).hour == 7
+
+
+def test_a_run_missed_while_down_is_sent_once_on_start(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS[:1])
+    digest = morning_brief(editor)
+    article(editor, clock, 1, ["world"])
+    clock.advance(days=3)  # several 07:00 runs passed while nothing was running
+    article(editor, clock, 2, ["world"])
+    started = run_due_digests(services)
+    assert len(started) == 1
+    assert run_due_digests(services) == [], "no burst of repeats"
+    with session_scope(services.engine) as session:
+        stored = session.get(Digest, digest["id"])
+        assert stored is not None and stored.next_run_at is not None
+        assert stored.next_run_at > clock.now()
+    smtp.wait_for(2)
+    outbox_idle(services)
+    assert len(digests_received(smtp)) == 1
+
+
+def test_two_schedulers_on_one_database_send_a_due_digest_once(
+    editor: TestClient,
+    services: Services,
+    smtp: SmtpSink,
+    clock: FrozenClock,
+    settings: config.Settings,
+) -> None:
+    confirm_readers(editor, smtp, READERS)
+    morning_brief(editor)
+    clock.advance(days=1)
+    article(editor, clock, 1, ["world"])
+    other = build(settings, clock=clock)
+    results: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def tick(instance: Services) -> None:
+        barrier.wait()
+        results.append(run_due_digests(instance))
+
+    threads = [threading.Thread(target=tick, args=(s,)) for s in (services, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    other.engine.dispose()
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert count_rows(services, Send) == 1
+    smtp.wait_for(4)
+    outbox_idle(services)
+    assert sorted(m["To"] for m in digests_received(smtp)) == sorted(READERS)
+
+
+def test_sends_and_digests_need_a_key_and_exist(client: TestClient, editor: TestClient) -> None:
+    assert editor.get("/api/v1/sends/999").status_code == 404
+    assert editor.post("/api/v1/digests/999/send").status_code == 404
+    editor.headers.pop("Authorization")
+    assert client.get("/api/v1/sends/1").status_code == 401
+    assert client.post("/api/v1/digests", json={}).status_code == 401
