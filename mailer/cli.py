@@ -25,7 +25,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Editors' API keys.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Import and export subscribers.", no_args_is_help=True)
+digest_app = typer.Typer(help="Digests.", no_args_is_help=True)
+sends_app = typer.Typer(help="Sends and their progress.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(digest_app, name="digest")
+app.add_typer(sends_app, name="sends")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(subscribers_app, name="subscribers")
 
@@ -237,6 +241,102 @@ def subscribers_export(
     finally:
         if output:
             handle.close()
+
+
+@digest_app.command("list")
+def digest_list(config_path: ConfigOption = None) -> None:
+    """Show the digests with their schedule and next run."""
+    from mailer.content import digests
+
+    engine = _engine(_settings(config_path), migrate_sqlite=True)
+    with db.session_scope(engine) as session:
+        for digest in digests.all_digests(session):
+            when = digest.schedule or f"once at {digest.send_at}"
+            typer.echo(
+                f"{digest.id}\t{digest.name}\t{when} ({digest.timezone})\t"
+                f"next: {digest.next_run_at or '-'}"
+            )
+
+
+@digest_app.command("send")
+def digest_send(
+    name: Annotated[str, typer.Argument(help="The digest's name.")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Start a send of the digest now; prints the send's id on the last line."""
+    from mailer import services as services_module
+    from mailer.content import digests
+    from mailer.delivery import sends
+    from mailer.subscriptions.errors import NotFound
+
+    settings = _settings(config_path)
+    _engine(settings, migrate_sqlite=True).dispose()
+    services = services_module.build(settings)
+    now = services.clock.now()
+    try:
+        with db.session_scope(services.engine) as session:
+            digest = digests.by_name(session, name)
+            send = sends.start_send(
+                session, settings, services.renderer, digest, scheduled_for=now, now=now
+            )
+    except NotFound as exc:
+        raise fail(f"there is no digest named {name!r}") from exc
+    if send.status == "skipped":
+        typer.echo(f"skipped: {send.reason}", err=True)
+    else:
+        typer.echo(
+            f"queued for {send.total} recipients; a running sender delivers it "
+            f"(`mailer sends show {send.id}`)",
+            err=True,
+        )
+    typer.echo(send.id)
+
+
+@sends_app.command("show")
+def sends_show(
+    send_id: Annotated[int, typer.Argument(help="The send's id.")],
+    wait: Annotated[
+        bool | None,
+        typer.Option("--wait/--no-wait", help="Follow until it ends (default on a terminal)."),
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """A send's status and counts; on a terminal, a progress bar with rate and ETA."""
+    import time
+
+    from mailer.delivery import sends
+    from mailer.subscriptions.errors import NotFound
+
+    engine = _engine(_settings(config_path), migrate_sqlite=True)
+    finished = {"done", "cancelled", "skipped"}
+
+    def read() -> sends.Progress:
+        with db.session_scope(engine) as session:
+            return sends.progress(session, send_id)[1]
+
+    try:
+        counts = read()
+    except NotFound as exc:
+        raise fail(f"there is no send {send_id}") from exc
+    if wait is None:
+        wait = sys.stdout.isatty()
+    if wait and counts.status not in finished:
+        with typer.progressbar(
+            length=max(counts.total, 1), label=f"send {send_id}", show_eta=True, show_percent=True
+        ) as bar:
+            handled = 0
+            while True:
+                counts = read()
+                now_handled = counts.total - counts.pending
+                bar.update(now_handled - handled)
+                handled = now_handled
+                if counts.status in finished or counts.status == "paused":
+                    break
+                time.sleep(1)
+    typer.echo(
+        f"status {counts.status}: total {counts.total}, sent {counts.sent}, "
+        f"failed {counts.failed}, pending {counts.pending}, dropped {counts.dropped}"
+    )
 
 
 if __name__ == "__main__":

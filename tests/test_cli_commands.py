@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -244,3 +245,42 @@ def test_serve_with_no_config_accepts_a_signup_and_writes_mail_to_var_outbox(
     output = log.read_text()
     assert "var/outbox/new" in output, "the operator is told where mail goes"
     assert "reader@example.com" not in output, "addresses are not logged"
+
+
+def test_digest_send_and_sends_show(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("email\nreader@example.com\n")
+    run(["subscribers", "import", str(source), "--list", "news"], tmp_path, env)
+    key = run(["apikey", "create", "x"], tmp_path, env).stdout.strip().splitlines()[-1]
+    with editor_client(database_url, tmp_path) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        client.post(
+            "/api/v1/articles",
+            headers=headers,
+            json={
+                "url": "https://news.example.com/a",
+                "title": "A story",
+                "topics": [],
+                "published_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        created = client.post(
+            "/api/v1/digests",
+            headers=headers,
+            json={"list": "news", "name": "Evening", "schedule": "0 18 * * *"},
+        )
+        assert created.status_code == 201
+
+    sent = run(["digest", "send", "Evening"], tmp_path, env)
+    assert sent.returncode == 0, sent.stderr
+    send_id = sent.stdout.strip().splitlines()[-1]
+    assert "queued for 1 recipients" in sent.stderr
+    shown = run(["sends", "show", send_id, "--no-wait"], tmp_path, env)
+    assert shown.returncode == 0
+    assert "total 1" in shown.stdout and "pending 1" in shown.stdout
+
+    again = run(["digest", "send", "Evening"], tmp_path, env)
+    assert "skipped: no new articles" in again.stderr
+    missing = run(["digest", "send", "Nope"], tmp_path, env)
+    assert missing.returncode != 0 and "no digest named 'Nope'" in missing.stderr
+    assert run(["sends", "show", "999"], tmp_path, env).returncode != 0
