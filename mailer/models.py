@@ -41,6 +41,7 @@ class OutboxStatus(StrEnum):
 class OutboxKind(StrEnum):
     confirmation = "confirmation"
     digest = "digest"
+    welcome = "welcome"
 
 
 class SendStatus(StrEnum):
@@ -59,6 +60,12 @@ class MailingList(SQLModel, table=True):
     slug: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=2000)
+    welcome_enabled: bool = False
+    """Send a welcome mail (templates/emails/welcome.*) right after a reader confirms."""
+    welcome_articles: int = 0
+    """How many of the latest articles the welcome mail shows."""
+    archive_enabled: bool = False
+    """Publish past digests at /archive/<slug> and its RSS feed."""
     created_at: datetime
 
 
@@ -173,6 +180,8 @@ class OutboxMessage(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     confirmation_id: int | None = Field(default=None, foreign_key="confirmations.id")
     send_id: int | None = Field(default=None, foreign_key="sends.id", index=True)
+    list_id: int | None = Field(default=None, foreign_key="lists.id")
+    """The list a welcome mail is about."""
     status: str = Field(default=OutboxStatus.queued, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime

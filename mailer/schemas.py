@@ -15,6 +15,17 @@ class ListCreate(Strict):
     slug: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
+    welcome_enabled: bool = False
+    welcome_articles: int = Field(default=0, ge=0, le=20)
+    archive_enabled: bool = False
+
+
+class ListUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    welcome_enabled: bool | None = None
+    welcome_articles: int | None = Field(default=None, ge=0, le=20)
+    archive_enabled: bool | None = None
 
 
 class ListPublic(BaseModel):
@@ -22,6 +33,9 @@ class ListPublic(BaseModel):
     slug: str
     name: str
     description: str
+    welcome_enabled: bool
+    welcome_articles: int
+    archive_enabled: bool
     created_at: datetime
 
 

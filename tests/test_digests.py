@@ -351,3 +351,49 @@ def test_sends_and_digests_need_a_key_and_exist(client: TestClient, editor: Test
     editor.headers.pop("Authorization")
     assert client.get("/api/v1/sends/1").status_code == 401
     assert client.post("/api/v1/digests", json={}).status_code == 401
+
+
+def test_a_list_with_a_welcome_mail_greets_each_new_reader_once(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    changed = editor.patch(
+        "/api/v1/lists/news", json={"welcome_enabled": True, "welcome_articles": 2}
+    )
+    assert changed.status_code == 200 and changed.json()["welcome_enabled"] is True
+    article(editor, clock, 1, ["world"], title="Latest <story>")
+    confirm_readers(editor, smtp, READERS[:1])
+    [_, welcome] = smtp.wait_for(2)
+    message = welcome.message
+    assert message["Subject"] == "Welcome to News"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "Latest &lt;story&gt;" in html
+    [confirm_mail] = [m for m in smtp.messages if "/confirm/" in m.data.decode()]
+    editor.post(link_in(confirm_mail.message, "/confirm/"))  # again: already confirmed
+    outbox_idle(services)
+    assert len(smtp.messages) == 2, "one welcome only"
+
+
+def test_the_public_archive_shows_past_digests_without_personal_parts(
+    editor: TestClient, client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS[:1])
+    article(editor, clock, 1, ["world"], title="Archived story")
+    digest = morning_brief(editor)
+    send = send_now(editor, digest["id"])
+    smtp.wait_for(2)
+    outbox_idle(services)
+    assert client.get("/archive/news").status_code == 404, "the archive is opt-in"
+
+    editor.patch("/api/v1/lists/news", json={"archive_enabled": True})
+    index = client.get("/archive/news")
+    assert index.status_code == 200 and "Morning Brief" in index.text
+    issue = client.get(f"/archive/news/{send['id']}")
+    assert issue.status_code == 200
+    assert "Archived story" in issue.text
+    assert "/unsubscribe/" not in issue.text and "@@mailer" not in issue.text
+    assert READERS[0] not in issue.text
+    feed = client.get("/archive/news/feed.xml")
+    assert feed.headers["content-type"].startswith("application/rss+xml")
+    assert f"http://testserver/archive/news/{send['id']}" in feed.text
+    assert client.get("/archive/news/99999").status_code == 404

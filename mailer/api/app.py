@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import errors, public
+from mailer.api import archive, errors, public
 from mailer.api.editors import articles, digests, forms, lists, sends, subscribers
 from mailer.api.pages import Pages
 from mailer.scheduling import make_scheduler
@@ -63,6 +63,7 @@ def create_app(
     )
     errors.install(app)
     app.include_router(public.router)
+    app.include_router(archive.router)
     api = APIRouter(prefix="/api/v1")
     for module in (lists, forms, subscribers, articles, digests, sends):
         api.include_router(module.router)

@@ -15,7 +15,7 @@ class Pages:
     def __init__(self, site_name: str) -> None:
         self.env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
-            autoescape=select_autoescape(enabled_extensions=("html", "js")),
+            autoescape=select_autoescape(enabled_extensions=("html", "js", "xml")),
         )
         self.env.globals["site_name"] = site_name
 

@@ -11,8 +11,9 @@ from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.delivery import message
-from mailer.delivery.render import MailRenderer, RenderedMail, fill
+from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, fill
 from mailer.models import (
+    Article,
     Confirmation,
     MailingList,
     OutboxKind,
@@ -30,6 +31,16 @@ class Envelope:
     sender: str
     recipient: str
     data: bytes
+
+
+def personalize(mail: RenderedMail | Send, values: dict[str, str]) -> RenderedMail:
+    """One recipient's copy: markers filled, escaped in the HTML part."""
+    html_values = {key: escape(value) for key, value in values.items()}
+    return RenderedMail(
+        subject=fill(mail.subject, values),
+        text=fill(mail.text, values),
+        html=fill(mail.html, html_values),
+    )
 
 
 class NothingToSend(Exception):
@@ -56,6 +67,8 @@ class Composer:
             return self._confirmation(session, row, now)
         if row.kind == OutboxKind.digest:
             return self._digest(session, row, now)
+        if row.kind == OutboxKind.welcome:
+            return self._welcome(session, row, now)
         raise NothingToSend(f"unknown kind {row.kind}")
 
     def _send_parts(self, session: Session, send_id: int) -> tuple[Send, MailingList]:
@@ -73,31 +86,79 @@ class Composer:
     def _digest(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
         assert row.send_id is not None
         send, mailing_list = self._send_parts(session, row.send_id)
-        subscriber = session.get(Subscriber, row.subscriber_id)
+        # Checked now, not when the send started: a reader who left meanwhile gets nothing.
+        subscriber = self._still_subscribed(session, row.subscriber_id, send.list_id)
+        values, headers = self._list_parts(subscriber, mailing_list)
+        return self._bulk_envelope(subscriber, personalize(send, values), headers, now)
+
+    def _welcome(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
+        mailing_list = session.get(MailingList, row.list_id)
+        if mailing_list is None:
+            raise NothingToSend("the list is gone")
+        subscriber = self._still_subscribed(session, row.subscriber_id, mailing_list.id or 0)
+        values, headers = self._list_parts(subscriber, mailing_list)
+        articles = (
+            list(
+                session.exec(
+                    select(Article)
+                    .order_by(col(Article.published_at).desc())
+                    .limit(mailing_list.welcome_articles)
+                )
+            )
+            if mailing_list.welcome_articles
+            else []
+        )
+        mail = self.renderer.render(
+            "welcome",
+            list=mailing_list,
+            articles=articles,
+            recipient=RECIPIENT,
+            site_name=self.settings.mail.site_name,
+            postal_address=self.settings.mail.postal_address,
+        )
+        return self._bulk_envelope(subscriber, personalize(mail, values), headers, now)
+
+    def _still_subscribed(self, session: Session, subscriber_id: int, list_id: int) -> Subscriber:
+        """The subscriber, if still confirmed on the list now (not when the mail was queued)."""
+        subscriber = session.get(Subscriber, subscriber_id)
         subscription = session.exec(
             select(Subscription).where(
-                col(Subscription.subscriber_id) == row.subscriber_id,
-                col(Subscription.list_id) == send.list_id,
+                col(Subscription.subscriber_id) == subscriber_id,
+                col(Subscription.list_id) == list_id,
             )
         ).first()
-        # Checked now, not when the send started: a reader who left meanwhile gets nothing.
         if subscriber is None or subscriber.erased_at is not None:
             raise NothingToSend("subscriber erased")
         if subscription is None or subscription.status != SubscriptionStatus.confirmed:
             raise NothingToSend("no longer subscribed")
-        token = self.signer.sign(Purpose.unsubscribe, {"s": subscriber.id, "l": send.list_id})
+        return subscriber
+
+    def _list_parts(
+        self, subscriber: Subscriber, mailing_list: MailingList
+    ) -> tuple[dict[str, str], list[tuple[str, list[str]]]]:
+        """The recipient's values for the markers, and the List-* headers."""
+        token = self.signer.sign(Purpose.unsubscribe, {"s": subscriber.id, "l": mailing_list.id})
         unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
         values = {
             "unsubscribe_url": unsubscribe_url,
             "name": subscriber.name,
             "email": subscriber.email,
         }
-        html_values = {key: escape(value) for key, value in values.items()}
-        mail = RenderedMail(
-            subject=fill(send.subject, values),
-            text=fill(send.text, values),
-            html=fill(send.html, html_values),
-        )
+        mailto = f"mailto:{self.unsubscribe_mailbox}?subject=unsubscribe%20{token}"
+        headers = [
+            ("List-Id", [f"<{mailing_list.slug}.{self.msgid_domain}>"]),
+            ("List-Unsubscribe", [f"<{unsubscribe_url}>", f"<{mailto}>"]),
+            ("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]),
+        ]
+        return values, headers
+
+    def _bulk_envelope(
+        self,
+        subscriber: Subscriber,
+        mail: RenderedMail,
+        headers: list[tuple[str, list[str]]],
+        now: datetime,
+    ) -> Envelope:
         data = message.build(
             from_name=self.settings.mail.from_name,
             from_address=self.settings.mail.from_address,
@@ -106,17 +167,7 @@ class Composer:
             now=now,
             msgid_domain=self.msgid_domain,
             extra_headers={"Precedence": "bulk"},
-            raw_headers=[
-                ("List-Id", [f"<{mailing_list.slug}.{self.msgid_domain}>"]),
-                (
-                    "List-Unsubscribe",
-                    [
-                        f"<{unsubscribe_url}>",
-                        f"<mailto:{self.unsubscribe_mailbox}?subject=unsubscribe%20{token}>",
-                    ],
-                ),
-                ("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]),
-            ],
+            raw_headers=headers,
         )
         return Envelope(self.settings.mail.from_address, subscriber.email, data)
 

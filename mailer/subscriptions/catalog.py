@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -33,18 +34,33 @@ def all_lists(session: Session) -> list[MailingList]:
 
 
 def create_list(
-    session: Session, slug: str, name: str, description: str, now: datetime
+    session: Session, slug: str, name: str, description: str, now: datetime, **options: Any
 ) -> MailingList:
+    """A new list; `options` sets welcome_enabled, welcome_articles, archive_enabled."""
     check_slug("slug", slug)
     check_header_safe("name", name)  # list names appear in subjects
     if session.scalars(select(MailingList).where(col(MailingList.slug) == slug)).first():
         raise Conflict(f"list {slug!r} exists")
-    mailing_list = MailingList(slug=slug, name=name, description=description, created_at=now)
+    mailing_list = MailingList(
+        slug=slug, name=name, description=description, created_at=now, **options
+    )
     session.add(mailing_list)
     try:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"list {slug!r} exists") from exc
+    return mailing_list
+
+
+def update_list(
+    session: Session, mailing_list: MailingList, changes: dict[str, Any]
+) -> MailingList:
+    if "name" in changes:
+        check_header_safe("name", changes["name"])
+    for field, value in changes.items():
+        setattr(mailing_list, field, value)
+    session.add(mailing_list)
+    session.flush()
     return mailing_list
 
 

@@ -255,6 +255,9 @@ def confirm(
     session.add(confirmation)
     if confirmed:
         ledger.append(session, subscriber, ConsentAction.confirmed, confirmed, context, now)
+        _queue_welcome(
+            session, subscriber.id or 0, [item for item in lists if item.slug in confirmed], now
+        )
     if resubscribed:
         ledger.append(session, subscriber, ConsentAction.resubscribed, resubscribed, context, now)
     return ConfirmResult(subscriber.id or 0, names, confirmed + resubscribed, already_used=False)
@@ -274,3 +277,20 @@ def _with_wording_of(
         consent_text=wording.consent_text if wording else "",
         consent_version=confirmation.consent_version,
     )
+
+
+def _queue_welcome(
+    session: Session, subscriber_id: int, lists: list[MailingList], now: datetime
+) -> None:
+    """Side effect: a welcome mail is queued for each newly joined list that has one."""
+    for mailing_list in lists:
+        if mailing_list.welcome_enabled:
+            session.add(
+                OutboxMessage(
+                    kind=OutboxKind.welcome,
+                    subscriber_id=subscriber_id,
+                    list_id=mailing_list.id,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )

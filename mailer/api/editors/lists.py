@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.models import MailingList
-from mailer.schemas import ListCreate, ListPublic
+from mailer.schemas import ListCreate, ListPublic, ListUpdate
 from mailer.subscriptions import catalog
 
 router = APIRouter(prefix="/lists", tags=["lists"])
@@ -22,7 +22,12 @@ def create_list(
 ) -> ListPublic:
     """Create a list; 409 when the slug is taken."""
     created = catalog.create_list(
-        session, body.slug, body.name, body.description, services.clock.now()
+        session,
+        body.slug,
+        body.name,
+        body.description,
+        services.clock.now(),
+        **body.model_dump(exclude={"slug", "name", "description"}),
     )
     return public(created)
 
@@ -35,3 +40,10 @@ def list_lists(session: SessionDep, _editor: EditorDep) -> list[ListPublic]:
 @router.get("/{slug}", response_model=ListPublic)
 def get_list(slug: str, session: SessionDep, _editor: EditorDep) -> ListPublic:
     return public(catalog.list_by_slug(session, slug))
+
+
+@router.patch("/{slug}", response_model=ListPublic)
+def update_list(slug: str, body: ListUpdate, session: SessionDep, _editor: EditorDep) -> ListPublic:
+    """Rename a list or switch its welcome mail and public archive on or off."""
+    mailing_list = catalog.list_by_slug(session, slug)
+    return public(catalog.update_list(session, mailing_list, body.model_dump(exclude_unset=True)))

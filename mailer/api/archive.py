@@ -1,0 +1,121 @@
+"""The public archive of a list's past digests, and its RSS feed (opt-in per list)."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session, col, select
+
+from mailer.api.deps import ServicesDep
+from mailer.api.pages import Pages
+from mailer.db import session_scope
+from mailer.delivery.render import fill
+from mailer.models import MailingList, Send, SendStatus
+from mailer.services import Services
+
+router = APIRouter(prefix="/archive", tags=["archive"])
+PUBLISHED = (SendStatus.sending, SendStatus.done, SendStatus.paused)
+ARCHIVE_PAGE_SIZE = 100
+
+
+def _archived_list(session: Session, slug: str) -> MailingList | None:
+    mailing_list = session.exec(select(MailingList).where(col(MailingList.slug) == slug)).first()
+    return mailing_list if mailing_list is not None and mailing_list.archive_enabled else None
+
+
+def _issues(session: Session, mailing_list: MailingList) -> list[Send]:
+    return list(
+        session.exec(
+            select(Send)
+            .where(
+                col(Send.list_id) == mailing_list.id,
+                col(Send.status).in_(PUBLISHED),
+                col(Send.digest_id).is_not(None),
+            )
+            .order_by(col(Send.created_at).desc())
+            .limit(ARCHIVE_PAGE_SIZE)
+        )
+    )
+
+
+def _public_copy(services: Services, mailing_list: MailingList, html: str) -> str:
+    """The digest with no reader's parts: the unsubscribe link points at the archive."""
+    return fill(
+        html,
+        {
+            "unsubscribe_url": f"{services.settings.public_url}/archive/{mailing_list.slug}",
+            "name": "",
+            "email": "",
+        },
+    )
+
+
+def _not_found(request: Request) -> Response:
+    pages: Pages = request.app.state.pages
+    return pages.render(
+        "message.html",
+        status_code=404,
+        title="No archive here",
+        message="This newsletter has no public archive.",
+    )
+
+
+@router.get("/{slug}", response_class=HTMLResponse)
+def archive_index(slug: str, request: Request, services: ServicesDep) -> Response:
+    with session_scope(services.engine) as session:
+        mailing_list = _archived_list(session, slug)
+        if mailing_list is None:
+            return _not_found(request)
+        issues: list[dict[str, Any]] = [
+            {"id": send.id, "subject": send.subject, "date": send.created_at}
+            for send in _issues(session, mailing_list)
+        ]
+        pages: Pages = request.app.state.pages
+        return pages.render("archive.html", list=mailing_list, issues=issues)
+
+
+@router.get("/{slug}/feed.xml")
+def archive_feed(slug: str, request: Request, services: ServicesDep) -> Response:
+    """RSS 2.0 of the list's past digests."""
+    with session_scope(services.engine) as session:
+        mailing_list = _archived_list(session, slug)
+        if mailing_list is None:
+            return _not_found(request)
+        base = f"{services.settings.public_url}/archive/{slug}"
+        pages: Pages = request.app.state.pages
+        items = [
+            {
+                "title": send.subject,
+                "link": f"{base}/{send.id}",
+                "date": format_datetime(send.created_at),
+                "summary": send.text[:500],
+            }
+            for send in _issues(session, mailing_list)
+        ]
+        xml = pages.render_text(
+            "archive.xml",
+            list=mailing_list,
+            link=base,
+            items=items,
+            site_name=services.settings.mail.site_name,
+        )
+    return Response(xml, media_type="application/rss+xml; charset=utf-8")
+
+
+@router.get("/{slug}/{send_id}", response_class=HTMLResponse)
+def archive_issue(slug: str, send_id: int, request: Request, services: ServicesDep) -> Response:
+    with session_scope(services.engine) as session:
+        mailing_list = _archived_list(session, slug)
+        send = session.get(Send, send_id)
+        if (
+            mailing_list is None
+            or send is None
+            or send.list_id != mailing_list.id
+            or send.status not in PUBLISHED
+            or send.digest_id is None
+        ):
+            return _not_found(request)
+        return HTMLResponse(_public_copy(services, mailing_list, send.html))
