@@ -279,3 +279,27 @@ class DigestArticle(SQLModel, table=True):
     digest_id: int = Field(foreign_key="digests.id", primary_key=True)
     article_id: int = Field(foreign_key="articles.id", primary_key=True)
     send_id: int = Field(foreign_key="sends.id")
+
+
+class Feed(SQLModel, table=True):
+    """An RSS or Atom feed polled for articles."""
+
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(String(2000), unique=True, nullable=False))
+    name: str = Field(default="", max_length=200)
+    interval_minutes: int = 15
+    topic_map: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Feed category -> topic; categories not in the map become topics as they are."""
+    default_topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = True
+    next_poll_at: datetime | None = Field(default=None, index=True)
+    last_polled_at: datetime | None = None
+    last_status: str = Field(default="", max_length=16)
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    last_new: int = 0
+    failures: int = 0
+    etag: str = Field(default="", max_length=500)
+    modified: str = Field(default="", max_length=200)
+    created_at: datetime

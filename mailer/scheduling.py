@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 
+from mailer.content import feeds
 from mailer.db import session_scope
 from mailer.delivery import sends
 from mailer.models import Digest
@@ -111,6 +112,16 @@ def run_due_digests(services: Services) -> list[int]:
     if started:
         services.sender.notify()
     return started
+
+
+def poll_due_feeds(services: Services) -> dict[int, str]:
+    """Poll every feed that is due; returns each feed's outcome ("ok", "error", ...)."""
+    with session_scope(services.engine) as session:
+        due_ids = feeds.due(session, services.clock.now())
+    return {
+        feed_id: feeds.poll(services.engine, feed_id, services.clock.now()).status
+        for feed_id in due_ids
+    }
 
 
 def purge_job(services: Services) -> int:

@@ -216,3 +216,34 @@ class TestSend(Strict):
 class TestSendResult(BaseModel):
     sent: list[str]
     failed: dict[str, str]
+
+
+class FeedCreate(Strict):
+    url: str = Field(min_length=8, max_length=2000)
+    name: str = Field(default="", max_length=200)
+    interval_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    topic_map: dict[str, str] = Field(default_factory=dict, max_length=200)
+    default_topics: list[str] = Field(default_factory=list, max_length=20)
+    enabled: bool = True
+
+
+class FeedPublic(BaseModel):
+    id: int
+    url: str
+    name: str
+    interval_minutes: int
+    topic_map: dict[str, str]
+    default_topics: list[str]
+    enabled: bool
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    last_status: str
+    last_error: str
+    last_new: int
+
+
+class PollOutcome(BaseModel):
+    status: str
+    new: int
+    updated: int
+    error: str

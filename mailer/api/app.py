@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
 from mailer.api import archive, errors, public
-from mailer.api.editors import articles, digests, forms, lists, sends, subscribers
+from mailer.api.editors import articles, digests, feeds, forms, lists, sends, subscribers
 from mailer.api.pages import Pages
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
@@ -65,7 +65,7 @@ def create_app(
     app.include_router(public.router)
     app.include_router(archive.router)
     api = APIRouter(prefix="/api/v1")
-    for module in (lists, forms, subscribers, articles, digests, sends):
+    for module in (lists, forms, subscribers, articles, feeds, digests, sends):
         api.include_router(module.router)
     app.include_router(api)
     return app
