@@ -121,6 +121,8 @@ def entries_as_articles(feed: Feed, body: bytes, now: datetime) -> list[ArticleI
                 published_at=_published(entry, now),
             )
         )
+    if parsed.bozo and not articles:
+        raise ValueError(f"not a readable feed: {parsed.get('bozo_exception', 'parse error')}")
     return articles
 
 
