@@ -397,3 +397,37 @@ def test_the_public_archive_shows_past_digests_without_personal_parts(
     assert feed.headers["content-type"].startswith("application/rss+xml")
     assert f"http://testserver/archive/news/{send['id']}" in feed.text
     assert client.get("/archive/news/99999").status_code == 404
+
+
+def test_a_one_off_digest_goes_out_once_at_its_time(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS[:1])
+    at = clock.now() + timedelta(hours=2)
+    created = editor.post(
+        "/api/v1/digests",
+        json={"list": "news", "name": "Election special", "send_at": at.isoformat()},
+    )
+    assert created.status_code == 201
+    assert datetime.fromisoformat(created.json()["next_run_at"]) == at
+    assert run_due_digests(services) == []
+    clock.advance(hours=2, minutes=1)
+    article(editor, clock, 1, ["politics"])
+    assert len(run_due_digests(services)) == 1
+    clock.advance(days=1)
+    assert run_due_digests(services) == []
+    smtp.wait_for(2)
+
+
+def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
+    editor: TestClient, clock: FrozenClock
+) -> None:
+    unused = editor.post(
+        "/api/v1/digests", json={"list": "news", "name": "Unused", "schedule": "0 9 * * *"}
+    ).json()
+    assert editor.delete(f"/api/v1/digests/{unused['id']}").status_code == 204
+    digest = morning_brief(editor)
+    send_now(editor, digest["id"])
+    assert editor.delete(f"/api/v1/digests/{digest['id']}").status_code == 409
+    disabled = editor.patch(f"/api/v1/digests/{digest['id']}", json={"enabled": False})
+    assert disabled.json()["enabled"] is False and disabled.json()["next_run_at"] is None

@@ -74,3 +74,12 @@ def apply(session: Session, digest: Digest, fields: dict[str, Any], now: datetim
     session.add(digest)
     session.flush()
     return digest
+
+
+def delete(session: Session, digest: Digest) -> None:
+    """Remove a digest that never sent; one with sends is kept for its record (Conflict)."""
+    from mailer.models import Send
+
+    if session.exec(select(Send).where(col(Send.digest_id) == digest.id)).first() is not None:
+        raise Conflict("the digest has sends on record; disable it instead (enabled: false)")
+    session.delete(digest)

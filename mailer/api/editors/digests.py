@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
@@ -117,6 +117,13 @@ def update_digest(
     _schedule(digest, services)
     session.add(digest)
     return public(session, digest, services)
+
+
+@router.delete("/{digest_id}", status_code=204)
+def delete_digest(digest_id: int, session: SessionDep, _editor: EditorDep) -> Response:
+    """Delete a digest that never sent (409 otherwise: disable it instead)."""
+    digests.delete(session, digests.get(session, digest_id))
+    return Response(status_code=204)
 
 
 @router.post("/{digest_id}/send", status_code=202, response_model=SendPublic)
