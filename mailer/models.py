@@ -127,6 +127,8 @@ class Subscription(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     list_id: int = Field(foreign_key="lists.id", index=True)
     status: str = Field(default=SubscriptionStatus.pending, max_length=16)
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """The topics this reader wants from the list's digests, sorted; empty means all."""
     created_at: datetime
     updated_at: datetime
     confirmed_at: datetime | None = None
@@ -180,6 +182,8 @@ class OutboxMessage(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     confirmation_id: int | None = Field(default=None, foreign_key="confirmations.id")
     send_id: int | None = Field(default=None, foreign_key="sends.id", index=True)
+    variant_id: int | None = Field(default=None, foreign_key="send_variants.id")
+    """Which rendering of the send this recipient gets (by their topic preferences)."""
     list_id: int | None = Field(default=None, foreign_key="lists.id")
     """The list a welcome mail is about."""
     status: str = Field(default=OutboxStatus.queued, max_length=16)
@@ -269,6 +273,20 @@ class Send(SQLModel, table=True):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class SendVariant(SQLModel, table=True):
+    """A send rendered for readers who chose some of the list's topics."""
+
+    __tablename__ = "send_variants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    send_id: int = Field(foreign_key="sends.id", index=True)
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    html: str = Field(default="", sa_column=Column(Text, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    article_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class DigestArticle(SQLModel, table=True):

@@ -431,3 +431,42 @@ def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
     assert editor.delete(f"/api/v1/digests/{digest['id']}").status_code == 409
     disabled = editor.patch(f"/api/v1/digests/{digest['id']}", json={"enabled": False})
     assert disabled.json()["enabled"] is False and disabled.json()["next_run_at"] is None
+
+
+def test_readers_who_chose_topics_get_only_those(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS)
+    digest = morning_brief(editor)
+    [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
+    path = "/unsubscribe/" + services.signer.sign(Purpose.unsubscribe, {"s": ada["id"]})
+    page = editor.get(path).text
+    assert 'name="topics:news" value="world"' in page and 'value="health"' in page
+
+    saved = editor.post(
+        path, data={"action": "preferences", "lists": "news", "topics:news": ["", "health"]}
+    )
+    assert saved.status_code == 200 and "topics" in saved.text.lower()
+    [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
+    last = ada["consent_events"][-1]
+    assert (last["action"], last["consent_text"]) == ("preferences-changed", "topics: health")
+    assert ada["lists"][0]["status"] == "confirmed"
+
+    article(editor, clock, 1, ["world"], title="World story")
+    article(editor, clock, 2, ["health"], title="Health story")
+    send = send_now(editor, digest["id"])
+    assert send["total"] == 2
+    smtp.wait_for(4)
+    outbox_idle(services)
+    bodies = {
+        m["To"]: m.get_body(preferencelist=("plain",)).get_content() for m in digests_received(smtp)
+    }
+    assert "Health story" in bodies[READERS[0]] and "World story" not in bodies[READERS[0]]
+    assert "Health story" in bodies[READERS[1]] and "World story" in bodies[READERS[1]]
+
+    everything = editor.post(
+        path, data={"action": "preferences", "lists": "news", "topics:news": [""]}
+    )
+    assert everything.status_code == 200
+    [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
+    assert ada["consent_events"][-1]["consent_text"] == "topics: all"

@@ -118,6 +118,11 @@ def _text(values: dict[str, Any], name: str) -> str:
     return text
 
 
+def _many(field: str) -> bool:
+    """Fields that may repeat: the lists ticked, and each list's topics."""
+    return field == "lists" or field.startswith("topics:")
+
+
 async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
     """The submitted fields, and whether the client speaks JSON."""
     body = await read_body(request, limit)
@@ -140,7 +145,7 @@ async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bo
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(400, "the form body is malformed") from exc
-        values = {k: v if k == "lists" else v[0] for k, v in parsed.items()}
+        values = {k: v if _many(k) else v[0] for k, v in parsed.items()}
         return values, False
     if content_type == "multipart/form-data":
         try:
@@ -152,7 +157,7 @@ async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bo
             items = form.getlist(key)
             if any(isinstance(item, UploadFile) for item in items):
                 raise BadRequest(400, "file uploads are not accepted")
-            values[key] = items if key == "lists" else items[0]
+            values[key] = items if _many(key) else items[0]
         return values, False
     raise BadRequest(415, "send application/json, urlencoded or multipart form data")
 
@@ -461,6 +466,10 @@ def _preferences_view(
         if subscriber is None:
             raise NotFound("subscriber")
         statuses = leaving.list_statuses(session, subscriber_id)
+        chosen = {
+            sub.list_id: sub.topics
+            for sub in signup.subscriptions_by_list(session, subscriber_id).values()
+        }
         target = session.get(MailingList, list_id) if list_id is not None else None
         return {
             "erased": subscriber.erased_at is not None,
@@ -471,6 +480,10 @@ def _preferences_view(
                     "name": item.name,
                     "description": item.description,
                     "status": status,
+                    "topics": leaving.list_topics(session, item.id or 0)
+                    if status == SubscriptionStatus.confirmed
+                    else [],
+                    "chosen": chosen.get(item.id or 0) or [],
                 }
                 for item, status in statuses
                 if status is not None or item.id == list_id
@@ -513,7 +526,12 @@ async def unsubscribe(token: str, request: Request, services: ServicesDep) -> Re
         if values.get("action") == "preferences":
             wanted = set(_as_list(values.get("lists")))
             done = await run_in_threadpool(
-                _apply_preferences, services, subscriber_id, wanted, context
+                _apply_preferences,
+                services,
+                subscriber_id,
+                wanted,
+                {k: v for k, v in values.items() if k.startswith("topics:")},
+                context,
             )
         else:
             targets = {list_id} if list_id is not None else None
@@ -543,9 +561,14 @@ PREFERENCES_WORDING = "Chose this list in the preference centre."
 
 
 def _apply_preferences(
-    services: Services, subscriber_id: int, wanted: set[str], context: ledger.ConsentContext
+    services: Services,
+    subscriber_id: int,
+    wanted: set[str],
+    topic_choices: dict[str, Any],
+    context: ledger.ConsentContext,
 ) -> dict[str, Any]:
-    """Leave the lists unticked now; ticked lists not yet confirmed get a confirmation mail."""
+    """Leave the lists unticked now; ticked lists not yet confirmed get a confirmation mail;
+    topics chosen for a confirmed list are kept (`topic_choices`: "topics:<slug>" fields)."""
     now = services.clock.now()
     with session_scope(services.engine) as session:
         subscriber = session.get(Subscriber, subscriber_id)
@@ -575,6 +598,20 @@ def _apply_preferences(
             if to_leave
             else []
         )
+        topics_changed = [
+            slug
+            for slug in sorted(wanted)
+            if statuses.get(slug) == SubscriptionStatus.confirmed
+            and f"topics:{slug}" in topic_choices
+            and leaving.set_topics(
+                session,
+                subscriber_id,
+                lists[slug].id or 0,
+                set(_as_list(topic_choices[f"topics:{slug}"])),
+                context,
+                now,
+            )
+        ]
         to_request = [
             lists[slug]
             for slug in sorted(wanted)
@@ -598,7 +635,12 @@ def _apply_preferences(
             )
     if to_request:
         services.sender.notify()
-    return {"unsubscribed": False, "left": left, "requested": [item.name for item in to_request]}
+    return {
+        "unsubscribed": False,
+        "left": left,
+        "requested": [item.name for item in to_request],
+        "topics_changed": [lists[slug].name for slug in topics_changed],
+    }
 
 
 # ---- health and metrics ----------------------------------------------------------------

@@ -11,9 +11,15 @@ from mailer.models import Article, Digest, DigestArticle
 
 
 def select_articles(
-    session: Session, digest: Digest, window_start: datetime, window_end: datetime
+    session: Session,
+    digest: Digest,
+    window_start: datetime,
+    window_end: datetime,
+    topics: list[str] | None = None,
 ) -> list[Article]:
-    """Newest first, at most `digest.max_articles`, matching its topics (any, when set)."""
+    """Newest first, at most `digest.max_articles`, matching `topics` (default: the
+    digest's; any of them, when set)."""
+    topics = digest.topics if topics is None else topics
     carried = select(DigestArticle.article_id).where(col(DigestArticle.digest_id) == digest.id)
     statement = (
         select(Article)
@@ -25,6 +31,6 @@ def select_articles(
         .order_by(col(Article.published_at).desc(), col(Article.id).desc())
         .limit(digest.max_articles)
     )
-    if digest.topics:
-        statement = statement.where(has_any_topic(digest.topics))
+    if topics:
+        statement = statement.where(has_any_topic(topics))
     return list(session.exec(statement))

@@ -19,6 +19,7 @@ from mailer.models import (
     OutboxKind,
     OutboxMessage,
     Send,
+    SendVariant,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -33,7 +34,7 @@ class Envelope:
     data: bytes
 
 
-def personalize(mail: RenderedMail | Send, values: dict[str, str]) -> RenderedMail:
+def personalize(mail: RenderedMail | Send | SendVariant, values: dict[str, str]) -> RenderedMail:
     """One recipient's copy: markers filled, escaped in the HTML part."""
     html_values = {key: escape(value) for key, value in values.items()}
     return RenderedMail(
@@ -53,6 +54,7 @@ class Composer:
         self.renderer = renderer
         self.signer = signer
         self._sends: dict[int, tuple[Send, MailingList]] = {}
+        self._variants: dict[int, SendVariant] = {}
         self.msgid_domain = (
             settings.mail.from_address.rpartition("@")[2]
             or urlsplit(settings.public_url).hostname
@@ -89,7 +91,21 @@ class Composer:
         # Checked now, not when the send started: a reader who left meanwhile gets nothing.
         subscriber = self._still_subscribed(session, row.subscriber_id, send.list_id)
         values, headers = self._list_parts(subscriber, mailing_list)
-        return self._bulk_envelope(subscriber, personalize(send, values), headers, now)
+        body: Send | SendVariant = send
+        if row.variant_id is not None:
+            body = self._variant(session, row.variant_id)
+        return self._bulk_envelope(subscriber, personalize(body, values), headers, now)
+
+    def _variant(self, session: Session, variant_id: int) -> SendVariant:
+        cached = self._variants.get(variant_id)
+        if cached is None:
+            cached = session.get(SendVariant, variant_id)
+            if cached is None:
+                raise NothingToSend("the send's rendering is gone")
+            if len(self._variants) > 256:
+                self._variants.clear()
+            self._variants[variant_id] = cached
+        return cached
 
     def _welcome(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
         mailing_list = session.get(MailingList, row.list_id)

@@ -3,11 +3,12 @@ its progress, and close it when its outbox is empty."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, literal, update
+from sqlalchemy import ColumnElement, String, cast, func, insert, literal, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -25,6 +26,7 @@ from mailer.models import (
     OutboxStatus,
     Send,
     SendStatus,
+    SendVariant,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -109,40 +111,41 @@ def start_send(
         mail = render_digest(settings, renderer, digest, mailing_list, articles)
     except TemplateProblem as exc:
         return _skip(session, send, str(exc), now)
-
     send.subject, send.html, send.text = mail.subject, mail.html, mail.text
     send.article_ids = [article.id for article in articles if article.id is not None]
-    recipients = (
-        sa_select(
-            literal(OutboxKind.digest.value),
-            col(Subscription.subscriber_id),
-            literal(send.id),
-            literal(OutboxStatus.queued.value),
-            literal(0),
-            literal(now),
-            literal(""),
-            literal(now),
+    carried = set(send.article_ids)
+
+    # Readers who chose some topics get their own rendering: once per distinct choice.
+    for choice in _topic_choices(session, digest.list_id):
+        topics = json.loads(choice)
+        if not topics:
+            _queue(session, send, choice, None, now)
+            continue
+        wanted = sorted(set(topics) & set(digest.topics)) if digest.topics else topics
+        chosen = (
+            select_articles(session, digest, window_start, window_end, wanted) if wanted else []
         )
-        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
-        .where(
-            col(Subscription.list_id) == digest.list_id,
-            col(Subscription.status) == SubscriptionStatus.confirmed,
-            col(Subscriber.erased_at).is_(None),
+        if not chosen:
+            continue  # nothing on their topics this time: they get no mail
+        try:
+            variant_mail = render_digest(settings, renderer, digest, mailing_list, chosen)
+        except TemplateProblem as exc:
+            return _skip(session, send, str(exc), now)
+        variant = SendVariant(
+            send_id=send.id,
+            topics=topics,
+            subject=variant_mail.subject,
+            html=variant_mail.html,
+            text=variant_mail.text,
+            article_ids=[a.id for a in chosen if a.id is not None],
         )
-    )
-    columns = [
-        "kind",
-        "subscriber_id",
-        "send_id",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_reply",
-        "created_at",
-    ]
-    session.execute(insert(OutboxMessage).from_select(columns, recipients))
+        session.add(variant)
+        session.flush()
+        carried.update(variant.article_ids)
+        _queue(session, send, choice, variant.id, now)
+
     send.total = _count(session, send.id)
-    for article_id in send.article_ids:
+    for article_id in sorted(carried):
         session.add(DigestArticle(digest_id=digest.id, article_id=article_id, send_id=send.id))
     digest.last_sent_at = window_end
     send.status = SendStatus.queued if send.total else SendStatus.done
@@ -153,6 +156,60 @@ def start_send(
     session.add(send)
     session.flush()
     return send
+
+
+def _recipients(list_id: int) -> list[ColumnElement[bool]]:
+    return [
+        col(Subscription.list_id) == list_id,
+        col(Subscription.status) == SubscriptionStatus.confirmed,
+        col(Subscriber.erased_at).is_(None),
+    ]
+
+
+def _topic_choices(session: Session, list_id: int) -> list[str]:
+    """The distinct topic choices (as stored JSON text) among the list's readers."""
+    choice = cast(col(Subscription.topics), String)
+    statement = (
+        sa_select(choice)
+        .distinct()
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(*_recipients(list_id))
+    )
+    return sorted(session.scalars(statement))
+
+
+def _queue(
+    session: Session, send: Send, choice: str, variant_id: int | None, now: datetime
+) -> None:
+    """Side effect: one outbox row per confirmed reader of the list with this topic choice,
+    in one INSERT ... SELECT."""
+    rows = (
+        sa_select(
+            literal(OutboxKind.digest.value),
+            col(Subscription.subscriber_id),
+            literal(send.id),
+            literal(variant_id),
+            literal(OutboxStatus.queued.value),
+            literal(0),
+            literal(now),
+            literal(""),
+            literal(now),
+        )
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(*_recipients(send.list_id), cast(col(Subscription.topics), String) == choice)
+    )
+    columns = [
+        "kind",
+        "subscriber_id",
+        "send_id",
+        "variant_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_reply",
+        "created_at",
+    ]
+    session.execute(insert(OutboxMessage).from_select(columns, rows))
 
 
 def _count(session: Session, send_id: int) -> int:

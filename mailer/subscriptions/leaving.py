@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from mailer.models import (
     ConsentAction,
+    Digest,
     MailingList,
     SubscriptionStatus,
 )
@@ -54,3 +56,49 @@ def list_statuses(session: Session, subscriber_id: int) -> list[tuple[MailingLis
         (mailing_list, current[mailing_list.id].status if mailing_list.id in current else None)
         for mailing_list in lists
     ]
+
+
+def list_topics(session: Session, list_id: int) -> list[str]:
+    """The topics a reader can choose on a list: those of its enabled digests."""
+    topics: set[str] = set()
+    for digest_topics in session.exec(
+        select(Digest.topics).where(col(Digest.list_id) == list_id, col(Digest.enabled))
+    ):
+        topics.update(digest_topics)
+    return sorted(topics)
+
+
+def set_topics(
+    session: Session,
+    subscriber_id: int,
+    list_id: int,
+    chosen: set[str],
+    context: ledger.ConsentContext,
+    now: datetime,
+) -> bool:
+    """Keep only `chosen` topics of the list (none, or all of them, means everything).
+    Records a preferences-changed event when something changed; returns whether it did."""
+    subscriber = lock_subscriber(session, subscriber_id)
+    subscription = subscriptions_by_list(session, subscriber_id).get(list_id)
+    mailing_list = session.get(MailingList, list_id)
+    if subscription is None or mailing_list is None:
+        return False
+    available = set(list_topics(session, list_id))
+    wanted = sorted(chosen & available)
+    if set(wanted) == available:
+        wanted = []
+    if wanted == sorted(subscription.topics):
+        return False
+    subscription.topics = wanted
+    subscription.updated_at = now
+    session.add(subscription)
+    wording = "topics: " + (", ".join(wanted) if wanted else "all")
+    ledger.append(
+        session,
+        subscriber,
+        ConsentAction.preferences_changed,
+        [mailing_list.slug],
+        replace(context, consent_text=wording),
+        now,
+    )
+    return True
