@@ -339,5 +339,49 @@ def sends_show(
     )
 
 
+def _change_send(send_id: int, change: str, config_path: Path | None) -> None:
+    from mailer.delivery import sends
+    from mailer.subscriptions.errors import NotFound
+
+    engine = _engine(_settings(config_path), migrate_sqlite=True)
+    try:
+        with db.session_scope(engine) as session:
+            if change == "pause":
+                send = sends.pause(session, send_id)
+            elif change == "resume":
+                send = sends.resume(session, send_id)
+            else:
+                send = sends.cancel(session, send_id, SystemClock().now())
+    except NotFound as exc:
+        raise fail(f"there is no send {send_id}") from exc
+    except sends.WrongState as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"send {send_id} is {send.status}")
+
+
+@sends_app.command("pause")
+def sends_pause(
+    send_id: Annotated[int, typer.Argument()], config_path: ConfigOption = None
+) -> None:
+    """Hold a send; messages in flight finish, no new ones start."""
+    _change_send(send_id, "pause", config_path)
+
+
+@sends_app.command("resume")
+def sends_resume(
+    send_id: Annotated[int, typer.Argument()], config_path: ConfigOption = None
+) -> None:
+    """Let a paused send go on."""
+    _change_send(send_id, "resume", config_path)
+
+
+@sends_app.command("cancel")
+def sends_cancel(
+    send_id: Annotated[int, typer.Argument()], config_path: ConfigOption = None
+) -> None:
+    """End a send; messages not yet sent are dropped."""
+    _change_send(send_id, "cancel", config_path)
+
+
 if __name__ == "__main__":
     app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from mailer import config
 from mailer.clock import FrozenClock
@@ -194,6 +196,7 @@ def test_a_reader_who_leaves_after_the_send_starts_gets_nothing(
     digest = morning_brief(editor)
     smtp.stop()  # hold the send in the outbox
     send = send_now(editor, digest["id"])
+    wait_until_retrying(services, send["id"], 1)
     [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
     token = services.signer.sign(Purpose.unsubscribe, {"s": ada["id"]})
     editor.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
@@ -470,3 +473,59 @@ def test_readers_who_chose_topics_get_only_those(
     assert everything.status_code == 200
     [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
     assert ada["consent_events"][-1]["consent_text"] == "topics: all"
+
+
+def wait_until_retrying(services: Services, send_id: int, count: int) -> None:
+    """Until `count` rows of the send have failed once and wait for their retry."""
+    deadline = time.monotonic() + 10
+    while True:
+        with services.engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM outbox WHERE send_id = :s AND status = 'queued' "
+                    "AND attempts >= 1"
+                ),
+                {"s": send_id},
+            ).scalar_one()
+        if waiting >= count:
+            return
+        assert time.monotonic() < deadline, "the send's rows were not tried"
+        time.sleep(0.02)
+
+
+def test_a_paused_send_holds_its_mail_until_resumed_and_cancel_drops_the_rest(
+    editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    confirm_readers(editor, smtp, READERS)
+    article(editor, clock, 1, ["world"])
+    digest = morning_brief(editor)
+    smtp.stop()  # nothing can leave until the relay is back
+    send = send_now(editor, digest["id"])
+    wait_until_retrying(services, send["id"], 2)  # no message in flight when pausing
+    paused = editor.post(f"/api/v1/sends/{send['id']}/pause")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    smtp.start()
+    clock.advance(minutes=10)  # past any retry back-off
+    time.sleep(0.5)  # the sender polls every 0.05 s: it had its chances
+    assert digests_received(smtp) == []
+    assert editor.get(f"/api/v1/sends/{send['id']}").json()["pending"] == 2
+
+    assert editor.post(f"/api/v1/sends/{send['id']}/resume").json()["status"] == "queued"
+    smtp.wait_for(4)
+    outbox_idle(services)
+    assert editor.get(f"/api/v1/sends/{send['id']}").json()["status"] == "done"
+    assert editor.post(f"/api/v1/sends/{send['id']}/pause").status_code == 409
+
+    clock.advance(hours=1)
+    article(editor, clock, 2, ["world"], hours_ago=0.5)
+    smtp.stop()
+    second = send_now(editor, digest["id"])
+    wait_until_retrying(services, second["id"], 2)
+    editor.post(f"/api/v1/sends/{second['id']}/pause")
+    cancelled = editor.post(f"/api/v1/sends/{second['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["pending"] == 0 and cancelled["dropped"] == 2
+    smtp.start()
+    clock.advance(minutes=10)
+    outbox_idle(services)
+    assert len(digests_received(smtp)) == 2, "nothing of the cancelled send went out"

@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import Session, col, select
 
-from mailer.models import OutboxMessage, OutboxStatus
+from mailer.models import OutboxMessage, OutboxStatus, Send, SendStatus
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    return or_(
+    paused = select(Send.id).where(col(Send.status).in_([SendStatus.paused, SendStatus.cancelled]))
+    return (col(OutboxMessage.send_id).is_(None) | col(OutboxMessage.send_id).not_in(paused)) & or_(
         (col(OutboxMessage.status) == OutboxStatus.queued)
         & (col(OutboxMessage.next_attempt_at) <= now),
         (col(OutboxMessage.status) == OutboxStatus.sending)
@@ -60,11 +61,15 @@ def record_sent(session: Session, message_id: int, reply: str, now: datetime) ->
 def record_failure(
     session: Session, message_id: int, reply: str, permanent: bool, retry_at: datetime | None
 ) -> None:
-    """Side effect: the row is queued again at `retry_at`, or `failed` for good."""
+    """Side effect: the row is queued again at `retry_at`, or `failed` for good; a row
+    dropped meanwhile (its send cancelled) stays dropped."""
     final = permanent or retry_at is None
     session.execute(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message_id)
+        .where(
+            col(OutboxMessage.id) == message_id,
+            col(OutboxMessage.status) == OutboxStatus.sending,
+        )
         .values(
             status=OutboxStatus.failed if final else OutboxStatus.queued,
             next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,

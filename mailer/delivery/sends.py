@@ -310,3 +310,49 @@ def public_fields(send: Send, counts: Progress) -> dict[str, Any]:
         "started_at": send.started_at,
         "finished_at": send.finished_at,
     }
+
+
+class WrongState(Exception):
+    """The send is not in a state that allows this change."""
+
+
+def pause(session: Session, send_id: int) -> Send:
+    """Stop handing out this send's messages; those in flight still finish."""
+    return _change(session, send_id, {SendStatus.queued, SendStatus.sending}, SendStatus.paused)
+
+
+def resume(session: Session, send_id: int) -> Send:
+    return _change(session, send_id, {SendStatus.paused}, SendStatus.queued)
+
+
+def cancel(session: Session, send_id: int, now: datetime) -> Send:
+    """End the send: messages not yet sent are dropped (counted as `dropped`); one in
+    flight that gets through is still recorded as sent."""
+    send = _change(
+        session,
+        send_id,
+        {SendStatus.queued, SendStatus.sending, SendStatus.paused},
+        SendStatus.cancelled,
+    )
+    send.finished_at = now
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.send_id) == send_id,
+            col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+        )
+        .values(status=OutboxStatus.superseded, last_reply="send cancelled")
+    )
+    return send
+
+
+def _change(session: Session, send_id: int, allowed: set[SendStatus], to: SendStatus) -> Send:
+    send = session.exec(select(Send).where(col(Send.id) == send_id).with_for_update()).first()
+    if send is None:
+        raise NotFound("send")
+    if send.status not in allowed:
+        raise WrongState(f"a {send.status} send cannot become {to}")
+    send.status = to
+    session.add(send)
+    session.flush()
+    return send

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
 
-from mailer.api.deps import EditorDep, SessionDep
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.delivery import sends
 from mailer.schemas import SendPublic
+from mailer.subscriptions.errors import Conflict
 
 router = APIRouter(prefix="/sends", tags=["sends"])
 
@@ -16,3 +20,43 @@ def get_send(send_id: int, session: SessionDep, _editor: EditorDep) -> SendPubli
     """Status (queued, sending, paused, done, cancelled, skipped) and recipient counts."""
     send, counts = sends.progress(session, send_id)
     return SendPublic.model_validate(sends.public_fields(send, counts))
+
+
+def _changed(session: Session, send_id: int, change: str, now: datetime) -> SendPublic:
+    try:
+        if change == "pause":
+            sends.pause(session, send_id)
+        elif change == "resume":
+            sends.resume(session, send_id)
+        else:
+            sends.cancel(session, send_id, now)
+    except sends.WrongState as exc:
+        raise Conflict(str(exc)) from exc
+    send, counts = sends.progress(session, send_id)
+    return SendPublic.model_validate(sends.public_fields(send, counts))
+
+
+@router.post("/{send_id}/pause", response_model=SendPublic)
+def pause_send(
+    send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> SendPublic:
+    """Hold the send: no further messages go out until it is resumed (409 if it ended)."""
+    return _changed(session, send_id, "pause", services.clock.now())
+
+
+@router.post("/{send_id}/resume", response_model=SendPublic)
+def resume_send(
+    send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> SendPublic:
+    result = _changed(session, send_id, "resume", services.clock.now())
+    session.commit()
+    services.sender.notify()
+    return result
+
+
+@router.post("/{send_id}/cancel", response_model=SendPublic)
+def cancel_send(
+    send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> SendPublic:
+    """End the send; messages not yet sent are dropped."""
+    return _changed(session, send_id, "cancel", services.clock.now())
