@@ -192,8 +192,10 @@ def main() -> None:
         f"POST /subscribe vs a bare endpoint, same server; wrk 2 threads, "
         f"{args.connections} connections, {args.duration} s each; {os.cpu_count()} cores"
     )
-    print(f"{'backend':<11} {'endpoint':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'non-2xx':>8} {'vs bare':>8}")
+    print(
+        f"{'backend':<11} {'endpoint':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'non-2xx':>8} {'vs bare':>8}"
+    )
     for backend in backends:
         rows = bench_backend(backend, wrk, args)
         bare_rps = rows[0]["rps"]

@@ -55,6 +55,7 @@ class Composer:
         self.signer = signer
         self._sends: dict[int, tuple[Send, MailingList]] = {}
         self._variants: dict[int, SendVariant] = {}
+        self._subscriptions: dict[tuple[int, int], Subscription] = {}
         self.msgid_domain = (
             settings.mail.from_address.rpartition("@")[2]
             or urlsplit(settings.public_url).hostname
@@ -63,6 +64,17 @@ class Composer:
         self.unsubscribe_mailbox = settings.mail.unsubscribe_mailbox or (
             f"unsubscribe@{self.msgid_domain}"
         )
+
+    def prefetch(self, session: Session, rows: list[OutboxMessage]) -> None:
+        """Load a batch's subscribers and list subscriptions in two queries, not per row."""
+        subscriber_ids = {row.subscriber_id for row in rows}
+        list(session.exec(select(Subscriber).where(col(Subscriber.id).in_(subscriber_ids))))
+        self._subscriptions = {
+            (sub.subscriber_id, sub.list_id): sub
+            for sub in session.exec(
+                select(Subscription).where(col(Subscription.subscriber_id).in_(subscriber_ids))
+            )
+        }
 
     def compose(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
         if row.kind == OutboxKind.confirmation:
@@ -136,13 +148,15 @@ class Composer:
 
     def _still_subscribed(self, session: Session, subscriber_id: int, list_id: int) -> Subscriber:
         """The subscriber, if still confirmed on the list now (not when the mail was queued)."""
-        subscriber = session.get(Subscriber, subscriber_id)
-        subscription = session.exec(
-            select(Subscription).where(
-                col(Subscription.subscriber_id) == subscriber_id,
-                col(Subscription.list_id) == list_id,
-            )
-        ).first()
+        subscriber = session.get(Subscriber, subscriber_id)  # prefetched: no query
+        subscription = self._subscriptions.get((subscriber_id, list_id))
+        if subscription is None:
+            subscription = session.exec(
+                select(Subscription).where(
+                    col(Subscription.subscriber_id) == subscriber_id,
+                    col(Subscription.list_id) == list_id,
+                )
+            ).first()
         if subscriber is None or subscriber.erased_at is not None:
             raise NothingToSend("subscriber erased")
         if subscription is None or subscription.status != SubscriptionStatus.confirmed:

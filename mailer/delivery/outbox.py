@@ -7,9 +7,10 @@ so several senders never take the same row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import ColumnElement, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.models import OutboxMessage, OutboxStatus, Send, SendStatus
@@ -49,34 +50,53 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
     return ids
 
 
-def record_sent(session: Session, message_id: int, reply: str, now: datetime) -> None:
-    """Side effect: the row becomes `sent`."""
-    session.execute(
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message_id)
-        .values(status=OutboxStatus.sent, sent_at=now, lease_until=None, last_reply=reply[:1000])
-    )
+@dataclass(frozen=True)
+class Failure:
+    message_id: int
+    reply: str
+    retry_at: datetime | None
+    """When to try again; None: failed for good."""
 
 
-def record_failure(
-    session: Session, message_id: int, reply: str, permanent: bool, retry_at: datetime | None
+def record_outcomes(
+    session: Session, sent: list[tuple[int, str]], failures: list[Failure], now: datetime
 ) -> None:
-    """Side effect: the row is queued again at `retry_at`, or `failed` for good; a row
-    dropped meanwhile (its send cancelled) stays dropped."""
-    final = permanent or retry_at is None
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            col(OutboxMessage.id) == message_id,
-            col(OutboxMessage.status) == OutboxStatus.sending,
+    """Side effects, one statement per kind for the whole batch: delivered rows become
+    `sent`; failed rows are queued again at their retry time or `failed` for good. A row
+    dropped meanwhile (its send cancelled) stays dropped unless it was in fact delivered."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    if sent:
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(
+                status=OutboxStatus.sent,
+                sent_at=now,
+                lease_until=None,
+                last_reply=bindparam("reply"),
+            ),
+            [{"row_id": row_id, "reply": reply[:1000]} for row_id, reply in sent],
         )
-        .values(
-            status=OutboxStatus.failed if final else OutboxStatus.queued,
-            next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,
-            lease_until=None,
-            last_reply=reply[:1000],
+    if failures:
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.status == OutboxStatus.sending)
+            .values(
+                status=bindparam("new_status"),
+                lease_until=None,
+                next_attempt_at=func.coalesce(bindparam("retry_at"), table.c.next_attempt_at),
+                last_reply=bindparam("reply"),
+            ),
+            [
+                {
+                    "row_id": f.message_id,
+                    "reply": f.reply[:1000],
+                    "retry_at": f.retry_at,
+                    "new_status": OutboxStatus.queued if f.retry_at else OutboxStatus.failed,
+                }
+                for f in failures
+            ],
         )
-    )
 
 
 def retry_delay(attempts: int, base_seconds: float) -> timedelta:

@@ -58,7 +58,8 @@ class Sender:
         if not ids:
             return 0, composed, send_ids
         with session_scope(self.engine) as session:
-            rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+            rows = list(session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids))))
+            self.composer.prefetch(session, rows)
             for row in rows:
                 assert row.id is not None
                 if row.send_id is not None:
@@ -79,6 +80,8 @@ class Sender:
         """Deliver one batch of due messages; returns how many rows were handled."""
         claimed, batch, send_ids = await asyncio.to_thread(self._claim_and_compose)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
+        sent: list[tuple[int, str]] = []
+        failed: list[tuple[int, int, DeliveryError]] = []
 
         async def deliver(message_id: int, attempts: int, envelope: Envelope) -> None:
             async with semaphore:
@@ -87,39 +90,40 @@ class Sender:
                         envelope.sender, envelope.recipient, envelope.data
                     )
                 except DeliveryError as exc:
-                    await asyncio.to_thread(self._record_failure, message_id, attempts, exc)
+                    failed.append((message_id, attempts, exc))
                 else:
-                    await asyncio.to_thread(self._record_sent, message_id, reply)
+                    sent.append((message_id, reply))
 
         await asyncio.gather(*(deliver(i, a, e) for i, a, e in batch))
-        if send_ids:
-            await asyncio.to_thread(self._close_sends, send_ids)
+        if sent or failed or send_ids:
+            await asyncio.to_thread(self._record, sent, failed, send_ids)
         return claimed
 
-    def _close_sends(self, send_ids: set[int]) -> None:
-        with session_scope(self.engine) as session:
-            sends.close_finished(session, send_ids, self.clock.now())
-
-    def _record_sent(self, message_id: int, reply: str) -> None:
-        with session_scope(self.engine) as session:
-            outbox.record_sent(session, message_id, reply, self.clock.now())
-        self.metrics.mail_sent.inc()
-
-    def _record_failure(self, message_id: int, attempts: int, exc: DeliveryError) -> None:
-        retry_at = None
-        if not exc.permanent and attempts < self.settings.max_attempts:
-            retry_at = self.clock.now() + outbox.retry_delay(
-                attempts, self.settings.retry_base_seconds
+    def _record(
+        self,
+        sent: list[tuple[int, str]],
+        failed: list[tuple[int, int, DeliveryError]],
+        send_ids: set[int],
+    ) -> None:
+        """Record a batch's outcomes in one transaction, then close finished sends."""
+        now = self.clock.now()
+        failures = []
+        for message_id, attempts, exc in failed:
+            retry_at = None
+            if not exc.permanent and attempts < self.settings.max_attempts:
+                retry_at = now + outbox.retry_delay(attempts, self.settings.retry_base_seconds)
+            failures.append(outbox.Failure(message_id, exc.reply, retry_at))
+            (self.metrics.mail_deferred if retry_at else self.metrics.mail_failed).inc()
+            log.warning(
+                "delivery of outbox row %s failed (%s): %s",
+                message_id,
+                "will retry" if retry_at else "final",
+                exc.reply,
             )
         with session_scope(self.engine) as session:
-            outbox.record_failure(session, message_id, exc.reply, exc.permanent, retry_at)
-        self.metrics.mail_failed.inc() if retry_at is None else self.metrics.mail_deferred.inc()
-        log.warning(
-            "delivery of outbox row %s failed (%s): %s",
-            message_id,
-            "will retry" if retry_at else "final",
-            exc.reply,
-        )
+            outbox.record_outcomes(session, sent, failures, now)
+            sends.close_finished(session, send_ids, now)
+        self.metrics.mail_sent.inc(len(sent))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
