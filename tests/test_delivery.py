@@ -137,3 +137,36 @@ def test_maildir_transport_writes_complete_eml_files(tmp_path: Path) -> None:
     parsed = message_from_bytes(written.read_bytes(), policy=policy.default)
     assert parsed["Subject"] == "hi"
     assert parsed["Return-Path"] == "<a@example.org>"
+
+
+def test_bulk_messages_parse_back_to_what_was_rendered() -> None:
+    from datetime import UTC, datetime
+
+    from mailer.delivery.message import BulkMessageMaker
+    from mailer.delivery.render import RenderedMail
+
+    maker = BulkMessageMaker(
+        "Zürich Zeitung", "news@example.org", "example.org", {"Precedence": "bulk"}
+    )
+    html = "<p>" + "Grüße aus Zürich, = and =_ and --boundary " * 60 + "</p>\n<p>end</p>"
+    text = "Line one\nLigne deux: déjà vu\n" + "x" * 300 + "\n"
+    now = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    headers = [("List-Id", ["<news.example.org>"])]
+    for to, subject in [
+        ("reader@example.com", "Morning Brief"),
+        ("reader@example.com", "Frühstück"),
+        ("jürgen@bücher.example", "Morning Brief"),
+    ]:
+        data = maker.build(to, RenderedMail(subject=subject, text=text, html=html), now, headers)
+        assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+        parsed = message_from_bytes(data, policy=policy.default)
+        assert parsed["Subject"] == subject
+        assert parsed["To"] == to
+        assert parsed["From"].addresses[0].display_name == "Zürich Zeitung"
+        assert parsed["List-Id"] == "<news.example.org>"
+        assert len(parsed.get_all("Message-ID")) == 1
+        assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+        plain = parsed.get_body(preferencelist=("plain",)).get_content()
+        assert plain.replace("\r\n", "\n") == text
+        rich = parsed.get_body(preferencelist=("html",)).get_content()
+        assert rich.replace("\r\n", "\n").rstrip("\n") == html

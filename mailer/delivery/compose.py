@@ -64,6 +64,12 @@ class Composer:
         self.unsubscribe_mailbox = settings.mail.unsubscribe_mailbox or (
             f"unsubscribe@{self.msgid_domain}"
         )
+        self._bulk = message.BulkMessageMaker(
+            settings.mail.from_name,
+            settings.mail.from_address,
+            self.msgid_domain,
+            {"Precedence": "bulk"},
+        )
 
     def prefetch(self, session: Session, rows: list[OutboxMessage]) -> None:
         """Load a batch's subscribers and list subscriptions in two queries, not per row."""
@@ -189,16 +195,7 @@ class Composer:
         headers: list[tuple[str, list[str]]],
         now: datetime,
     ) -> Envelope:
-        data = message.build(
-            from_name=self.settings.mail.from_name,
-            from_address=self.settings.mail.from_address,
-            to_address=subscriber.email,
-            mail=mail,
-            now=now,
-            msgid_domain=self.msgid_domain,
-            extra_headers={"Precedence": "bulk"},
-            raw_headers=headers,
-        )
+        data = self._bulk.build(subscriber.email, mail, now, headers)
         return Envelope(self.settings.mail.from_address, subscriber.email, data)
 
     def _confirmation(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
+import uuid
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -53,3 +55,81 @@ def raw_header_lines(headers: list[tuple[str, list[str]]]) -> bytes:
                 raise ValueError(f"unsafe header value for {name}")
         lines.append(f"{name}: " + ",\r\n ".join(items) + "\r\n")
     return "".join(lines).encode("ascii")
+
+
+class BulkMessageMaker:
+    """Builds bulk messages without a MIME object per message.
+
+    What is the same for every message (From, the MIME skeleton) is built once with the
+    email package; per message only strings are joined and the two bodies are encoded as
+    quoted-printable by binascii (C). Addresses or subjects that need more than plain
+    ASCII go through `build` instead.
+    """
+
+    def __init__(
+        self, from_name: str, from_address: str, msgid_domain: str, extra_headers: dict[str, str]
+    ) -> None:
+        skeleton = EmailMessage(policy=_POLICY)
+        local, _, domain = from_address.rpartition("@")
+        skeleton["From"] = Address(display_name=from_name, username=local, domain=domain)
+        for name, value in extra_headers.items():
+            skeleton[name] = value
+        fixed = skeleton.as_bytes().split(b"\r\n\r\n", 1)[0]
+        self._fixed_headers = fixed + b"\r\nMIME-Version: 1.0\r\n"
+        self._boundary = "=_mailer_" + uuid.uuid4().hex  # "=_" never occurs in QP text
+        self._msgid_domain = msgid_domain
+        self._from_name, self._from_address = from_name, from_address
+        self._extra_headers = extra_headers
+
+    def build(
+        self,
+        to_address: str,
+        mail: RenderedMail,
+        now: datetime,
+        raw_headers: list[tuple[str, list[str]]],
+    ) -> bytes:
+        if not (
+            _plain_header(to_address) and _plain_header(mail.subject) and len(mail.subject) < 900
+        ):
+            return build(
+                from_name=self._from_name,
+                from_address=self._from_address,
+                to_address=to_address,
+                mail=mail,
+                now=now,
+                msgid_domain=self._msgid_domain,
+                extra_headers=self._extra_headers,
+                raw_headers=raw_headers,
+            )
+        boundary = self._boundary
+        head = (
+            f"To: {to_address}\r\nSubject: {mail.subject}\r\nDate: {format_datetime(now)}\r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@{self._msgid_domain}>\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+        )
+        return b"".join(
+            (
+                raw_header_lines(raw_headers),
+                self._fixed_headers,
+                head.encode("ascii"),
+                _part(boundary, "plain", mail.text),
+                _part(boundary, "html", mail.html),
+                f"--{boundary}--\r\n".encode("ascii"),
+            )
+        )
+
+
+def _plain_header(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _part(boundary: str, subtype: str, content: str) -> bytes:
+    encoded = binascii.b2a_qp(content.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return (
+        (
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+        + encoded.replace(b"\n", b"\r\n")
+        + b"\r\n"
+    )
