@@ -637,7 +637,7 @@ def _apply_preferences(
         services.sender.notify()
     return {
         "unsubscribed": False,
-        "left": left,
+        "left": [lists[slug].name for slug in left],
         "requested": [item.name for item in to_request],
         "topics_changed": [lists[slug].name for slug in topics_changed],
     }

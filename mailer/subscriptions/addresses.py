@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from email.errors import HeaderParseError
 from email.header import decode_header
 
 from email_validator import EmailNotValidError, validate_email
@@ -25,7 +26,7 @@ def check_header_safe(field: str, value: str) -> str:
                 part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
                 for part, charset in decode_header(value)
             )
-        except (ValueError, LookupError) as exc:
+        except (ValueError, LookupError, HeaderParseError) as exc:
             raise InvalidInput(field, "contains a malformed encoded word") from exc
         if _CONTROL.search(decoded):
             raise InvalidInput(field, "must not contain encoded line breaks")

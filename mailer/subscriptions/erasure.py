@@ -15,6 +15,7 @@ from mailer.models import (
     Confirmation,
     ConsentAction,
     MailingList,
+    OutboxMessage,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -42,6 +43,14 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
     )
     revoke_open_confirmations(session, subscriber_id, now)
     supersede_queued_mail(session, subscriber_id, kind=None)
+    # Relays quote the recipient in their replies ("550 <reader@...>: unknown").
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.subscriber_id) == subscriber_id, col(OutboxMessage.last_reply) != ""
+        )
+        .values(last_reply="(erased)")
+    )
     ledger.erase_personal_fields(session, subscriber_id)
     subscriber.email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"
     subscriber.name = ""

@@ -202,7 +202,7 @@ async def test_send(
                 to_address=address,
                 mail=mail,
                 now=services.clock.now(),
-                msgid_domain=services.settings.mail.from_address.rpartition("@")[2] or "localhost",
+                msgid_domain=services.sender.composer.msgid_domain,
             )
             try:
                 await transport.send(services.settings.mail.from_address, address, data)
