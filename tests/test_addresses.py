@@ -1,0 +1,146 @@
+"""Addresses: one normalized form per mailbox, and no way to smuggle a header into mail."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mailer.models import Subscriber
+from mailer.services import Services
+from mailer.subscriptions.addresses import (
+    MAX_ADDRESS_LENGTH,
+    address_digest,
+    check_header_safe,
+    normalize_email,
+)
+from mailer.subscriptions.errors import InvalidInput
+from tests.conftest import count_rows
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("reader@example.com", "reader@example.com"),
+        ("  Reader@EXAMPLE.COM ", "Reader@example.com"),
+        ("\tFirst.Last+Tag@Sub.Example.ORG\t", "First.Last+Tag@sub.example.org"),
+        ("ÜSER@Example.com", "ÜSER@example.com"),
+        ("user@Bücher.Example", "user@bücher.example"),
+        ("user@xn--bcher-kva.example", "user@bücher.example"),
+    ],
+)
+def test_the_domain_is_lower_cased_and_the_local_part_kept(raw: str, normalized: str) -> None:
+    assert normalize_email(raw) == normalized
+
+
+def test_normalizing_twice_changes_nothing() -> None:
+    once = normalize_email("  Reader@EXAMPLE.Com ")
+    assert normalize_email(once) == once
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "no-at-sign",
+        "two@@example.com",
+        "reader@",
+        "@example.com",
+        "reader@localhost",
+        "reader@example.com.",
+        "reader@[127.0.0.1]",
+        '"quoted local"@example.com',
+        "x" * (MAX_ADDRESS_LENGTH - len("@example.com") + 1) + "@example.com",
+    ],
+)
+def test_malformed_addresses_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        normalize_email(raw)
+    assert refused.value.field == "email"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "reader@example.com\r\nBcc: victim@example.com",
+        "reader@example.com\nBcc: victim@example.com",
+        "reader@example.com\n",
+        "reader@example.com\r",
+        "read\x00er@example.com",
+        "reader@example.com\u2028",
+        "=?utf-8?q?reader=0D=0ABcc=3A_x=40y=2Ez?=@example.com",
+        "=?utf-8?b?cmVhZGVyDQpCY2M6IHhAeS56?=@example.com",
+    ],
+)
+def test_header_injection_in_an_address_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput):
+        normalize_email(raw)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Eve\r\nBcc: victim@example.com",
+        "Eve\nBcc: victim@example.com",
+        "Eve\r",
+        "Eve\x00",
+        "Eve\x1b[31m",
+        "Eve\x7f",
+        "Eve\u2028Bcc: victim@example.com",
+        "Eve\u2029",
+        "Eve\x85",
+    ],
+)
+def test_raw_control_characters_are_refused(value: str) -> None:
+    with pytest.raises(InvalidInput, match="line breaks or control"):
+        check_header_safe("name", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=?utf-8?q?Eve=0D=0ABcc=3A_victim=40example=2Ecom?=",
+        "=?UTF-8?Q?Eve=0A?=",
+        "=?utf-8?b?RXZlDQpCY2M6IHZAeC55?=",
+        "=?utf-8?B?Cg==?=",
+        "Eve =?iso-8859-1?q?=0D?= Smith",
+        "=?utf-8?q?Eve=E2=80=A8Bcc?=",
+        "=?utf-8?q?Eve=00?=",
+    ],
+)
+def test_control_characters_hidden_in_an_encoded_word_are_refused(value: str) -> None:
+    with pytest.raises(InvalidInput, match="encoded line breaks"):
+        check_header_safe("name", value)
+
+
+@pytest.mark.parametrize(
+    "value", ["=?x-no-such-charset?q?Eve?=", "=?utf-8?b?a?=", "=?utf-8?b?abcde?="]
+)
+def test_a_malformed_encoded_word_is_refused_not_a_crash(value: str) -> None:
+    with pytest.raises(InvalidInput, match="malformed encoded word"):
+        check_header_safe("name", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "Ada Lovelace", "Zoë O'Brien", "李小龍", "=?utf-8?q?Zo=C3=AB?=", "a = b ? c"],
+)
+def test_ordinary_values_pass_unchanged(value: str) -> None:
+    assert check_header_safe("name", value) == value
+
+
+def test_the_address_digest_is_stable_and_reveals_nothing() -> None:
+    digest = address_digest("reader@example.com")
+    assert digest == address_digest("reader@example.com")
+    assert digest != address_digest("Reader@example.com")
+    assert len(digest) == 64 and "reader" not in digest
+
+
+@pytest.mark.parametrize("name", ["=?utf-8?b?a?=", "=?x-no-such-charset?q?Eve?="])
+def test_a_signup_with_a_malformed_encoded_word_gets_422_not_500(
+    client: TestClient, services: Services, name: str
+) -> None:
+    answer = client.post("/subscribe", json={"email": "reader@example.com", "name": name})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "name"
+    assert count_rows(services, Subscriber) == 0
