@@ -173,10 +173,11 @@ def request(
 
 
 def supersede_queued_mail(session: Session, subscriber_id: int, kind: OutboxKind | None) -> None:
-    """Side effect: queued, unsent mail to this subscriber (of `kind`, or any) is dropped."""
+    """Side effect: unsent mail to this subscriber (of `kind`, or any) is dropped, in flight
+    too: if that attempt fails it is not retried (if it succeeds it is recorded as sent)."""
     conditions = [
         col(OutboxMessage.subscriber_id) == subscriber_id,
-        col(OutboxMessage.status) == OutboxStatus.queued,
+        col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
     ]
     if kind is not None:
         conditions.append(col(OutboxMessage.kind) == kind)
