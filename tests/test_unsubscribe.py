@@ -290,6 +290,10 @@ def test_ticking_a_list_the_reader_left_asks_for_a_new_confirmation(
     assert statuses(subscriber) == {"news": "confirmed", "sport": "confirmed"}
     assert subscriber["consent_events"][-1]["action"] == "resubscribed"
     assert subscriber["consent_events"][-1]["lists"] == ["sport"]
+    assert subscriber["consent_events"][-1]["form"] == "preferences"
+    assert subscriber["consent_events"][-1]["consent_text"] == requested["consent_text"], (
+        "the confirmation records the wording the reader agreed to"
+    )
 
 
 def test_ticking_a_left_list_within_the_mail_window_mails_when_the_window_ends(

@@ -557,7 +557,6 @@ def _unsubscribe(
     return {"unsubscribed": True, "left": left, "requested": []}
 
 
-PREFERENCES_WORDING = "Chose this list in the preference centre."
 
 
 def _apply_preferences(
@@ -626,7 +625,7 @@ def _apply_preferences(
                 form_id=None,
                 context=ledger.ConsentContext(
                     form="preferences",
-                    consent_text=PREFERENCES_WORDING,
+                    consent_text=signup.PREFERENCES_WORDING,
                     ip=context.ip,
                     user_agent=context.user_agent,
                 ),

@@ -33,6 +33,9 @@ from mailer.models import (
 from mailer.subscriptions import ledger
 from mailer.subscriptions.errors import Expired, NotFound
 
+PREFERENCES_WORDING = "Chose this list in the preference centre."
+"""What a reader agreed to by ticking a list in the preference centre."""
+
 
 @dataclass
 class SignupResult:
@@ -268,8 +271,8 @@ def _with_wording_of(
     session: Session, confirmation: Confirmation, context: ledger.ConsentContext
 ) -> ledger.ConsentContext:
     """The confirming request's context, carrying the wording the reader agreed to."""
-    if confirmation.form_id is None:
-        return context
+    if confirmation.form_id is None:  # asked for in the preference centre
+        return replace(context, form="preferences", consent_text=PREFERENCES_WORDING)
     form = session.get(Form, confirmation.form_id)
     wording = session.get(FormConsentVersion, (confirmation.form_id, confirmation.consent_version))
     return replace(
