@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -86,6 +87,17 @@ def _engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
     return engine
 
 
+def _link_host(host: str) -> str:
+    """The host for links to a server listening on `host`: a wildcard means this machine."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "127.0.0.1"
+    if address.is_unspecified:
+        return "127.0.0.1"
+    return f"[{host}]" if address.version == 6 else host
+
+
 @app.command()
 def serve(
     config_path: ConfigOption = None,
@@ -100,9 +112,14 @@ def serve(
     from mailer.api.app import create_app
 
     settings = _settings(config_path)
+    if "public_url" not in settings.model_fields_set:
+        # Links in mail must reach this server even when it listens on another port.
+        link = f"http://{_link_host(host)}:{port}"
+        settings = settings.model_copy(update={"public_url": link})
     _engine(settings, migrate_sqlite=True).dispose()
     services = services_module.build(settings)
     log.info("database: %s", services.engine.url.render_as_string())
+    log.info("public URL (links in mail): %s", settings.public_url)
     if no_worker:
         log.info("mail: not sent by this process (--no-worker); run `mailer worker`")
     elif settings.smtp.transport == "maildir":
@@ -191,9 +208,9 @@ def subscribers_import(
 
     settings = _settings(config_path)
     engine = _engine(settings, migrate_sqlite=True)
-    with file.open(newline="", encoding="utf-8-sig") as handle:
-        total = max(sum(1 for _ in handle) - 1, 0)
     try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            total = max(sum(1 for _ in handle) - 1, 0)
         with (
             file.open(newline="", encoding="utf-8-sig") as handle,
             typer.progressbar(length=total, label="importing", file=sys.stderr) as bar,

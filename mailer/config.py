@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,13 +30,19 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
 
 
-class DatabaseSettings(BaseModel):
+class Section(BaseModel):
+    """A [section] of the file: a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
     url: str = ""
     """SQLAlchemy URL. Empty means SQLite at <data_dir>/mailer.db."""
     pool_size: int = 10
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(Section):
     transport: Literal["maildir", "smtp"] = "maildir"
     host: str = "localhost"
     port: int = 25
@@ -48,7 +54,7 @@ class SmtpSettings(BaseModel):
     """Where the maildir transport writes .eml files. Empty means <data_dir>/outbox."""
 
 
-class MailSettings(BaseModel):
+class MailSettings(Section):
     from_address: str = "newsletter@localhost"
     from_name: str = "Newsletter"
     reply_to: str = ""
@@ -60,7 +66,7 @@ class MailSettings(BaseModel):
     """A directory whose templates override the ones in templates/emails/."""
 
 
-class SignupSettings(BaseModel):
+class SignupSettings(Section):
     confirm_token_ttl_hours: float = 72.0
     confirmation_mail_window_minutes: float = 60.0
     """At most one confirmation mail per address in this window."""
@@ -75,7 +81,7 @@ class SignupSettings(BaseModel):
     """CIDRs whose X-Forwarded-For is believed (e.g. ["127.0.0.1/32"])."""
 
 
-class SenderSettings(BaseModel):
+class SenderSettings(Section):
     poll_interval_seconds: float = 1.0
     batch_size: int = 100
     concurrency: int = 4
@@ -84,7 +90,7 @@ class SenderSettings(BaseModel):
     retry_base_seconds: float = 30.0
 
 
-class DigestSettings(BaseModel):
+class DigestSettings(Section):
     first_lookback_hours: float = 24.0
     """A digest's first send carries the articles published this long before it."""
     check_interval_seconds: float = 30.0

@@ -557,8 +557,6 @@ def _unsubscribe(
     return {"unsubscribed": True, "left": left, "requested": []}
 
 
-
-
 def _apply_preferences(
     services: Services,
     subscriber_id: int,

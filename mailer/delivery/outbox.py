@@ -84,7 +84,11 @@ def record_outcomes(
             .values(
                 status=bindparam("new_status"),
                 lease_until=None,
-                next_attempt_at=func.coalesce(bindparam("retry_at"), table.c.next_attempt_at),
+                # Typed, so SQLite stores it in the column's format (not str(datetime)).
+                next_attempt_at=func.coalesce(
+                    bindparam("retry_at", type_=table.c.next_attempt_at.type),
+                    table.c.next_attempt_at,
+                ),
                 last_reply=bindparam("reply"),
             ),
             [
