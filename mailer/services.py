@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -29,7 +29,6 @@ class Services:
     sender: Sender
     ip_limiter: SlidingWindowLimiter
     address_limiter: SlidingWindowLimiter
-    extras: dict[str, object] = field(default_factory=dict)
 
 
 def build(

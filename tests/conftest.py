@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -322,6 +322,3 @@ def link_in(message: EmailMessage, path_prefix: str, base: str = "http://testser
     match = re.search(re.escape(base + path_prefix) + r"[^\s]+", text)
     assert match, f"no {path_prefix} link in:\n{text}"
     return match.group(0).removeprefix(base)
-
-
-Waiter = Callable[[int], list[Received]]

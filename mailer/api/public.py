@@ -662,7 +662,7 @@ def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics."""
     try:
         with session_scope(services.engine) as session:
-            services.metrics.outbox_depth.set(outbox.depth(session, services.clock.now()))
+            services.metrics.outbox_depth.set(outbox.depth(session))
     except Exception:
         log.warning("could not read the outbox depth for /metrics")
     return Response(

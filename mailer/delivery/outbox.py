@@ -108,8 +108,8 @@ def retry_delay(attempts: int, base_seconds: float) -> timedelta:
     return timedelta(seconds=min(base_seconds * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def depth(session: Session, now: datetime) -> int:
-    """Rows due now or waiting for a retry."""
+def depth(session: Session) -> int:
+    """Rows queued (now or for a retry) or being sent."""
     statement = (
         select(func.count())
         .select_from(OutboxMessage)
