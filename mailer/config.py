@@ -42,16 +42,41 @@ class DatabaseSettings(Section):
     pool_size: int = 10
 
 
-class SmtpSettings(Section):
-    transport: Literal["maildir", "smtp"] = "maildir"
+class RelaySettings(Section):
+    """One SMTP relay: where it is, how to log in, and its share of the traffic."""
+
     host: str = "localhost"
     port: int = 25
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     password: SecretStr = SecretStr("")
+    weight: int = Field(default=1, ge=1)
+    """Relative share of the messages this relay gets while every relay is up."""
+
+
+class SmtpSettings(RelaySettings):
+    transport: Literal["maildir", "smtp"] = "maildir"
     timeout_seconds: float = 30.0
+    connections: int = Field(default=4, ge=1)
+    """Persistent connections kept open to each relay."""
+    failover_seconds: float = 30.0
+    """A relay that refuses connections is left alone this long; the others take its share."""
+    relays: list[RelaySettings] = Field(default_factory=list)
+    """Further relays beside the one above (host, port, ...), e.g. [[smtp.relays]] tables."""
     maildir_path: str = ""
     """Where the maildir transport writes .eml files. Empty means <data_dir>/outbox."""
+
+    @property
+    def all_relays(self) -> list[RelaySettings]:
+        primary = RelaySettings(
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            username=self.username,
+            password=self.password,
+            weight=self.weight,
+        )
+        return [primary, *self.relays]
 
 
 class MailSettings(Section):
@@ -83,11 +108,26 @@ class SignupSettings(Section):
 
 class SenderSettings(Section):
     poll_interval_seconds: float = 1.0
-    batch_size: int = 100
-    concurrency: int = 4
+    batch_size: int = Field(default=100, ge=1)
+    concurrency: int = Field(default=4, ge=1)
     lease_seconds: float = 300.0
-    max_attempts: int = 8
+    max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = 30.0
+    max_age_hours: float = 72.0
+    """A message still not delivered this long after it was queued fails for good."""
+    rate_per_second: float = Field(default=0.0, ge=0)
+    """Messages per second from all senders together; 0: no limit."""
+    window_limit: int = Field(default=0, ge=0)
+    """At most this many messages per `window_seconds`, all senders together; 0: no limit."""
+    window_seconds: float = Field(default=3600.0, gt=0)
+    per_domain_concurrency: int = Field(default=0, ge=0)
+    """Messages in flight at once to one recipient domain; 0: no limit."""
+    slowdown_factor: float = Field(default=0.5, gt=0, lt=1)
+    """When a relay answers 421 or 451, the rate is multiplied by this."""
+    recover_seconds: float = Field(default=10.0, gt=0)
+    """After this long without a 421/451 the rate doubles, up to where it was."""
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a sender says it is alive; the limits are shared among live senders."""
 
 
 class DigestSettings(Section):

@@ -22,6 +22,23 @@ class Metrics:
         self.mail_deferred = Counter(
             "mailer_mail_deferred", "Messages queued for a retry", registry=r
         )
+        self.mail_suppressed = Counter(
+            "mailer_mail_suppressed", "Addresses suppressed after a 5.1.x refusal", registry=r
+        )
+        self.slowdowns = Counter(
+            "mailer_relay_slowdowns", "421/451 answers that slowed the sender down", registry=r
+        )
+        self.send_rate = Gauge(
+            "mailer_send_rate", "Messages per second this sender started recently", registry=r
+        )
+        self.rate_limit = Gauge(
+            "mailer_sender_rate_limit",
+            "This sender's current limit in messages per second (0: none)",
+            registry=r,
+        )
+        self.live_senders = Gauge(
+            "mailer_live_senders", "Senders sharing the rate limits", registry=r
+        )
         self.outbox_depth = Gauge(
             "mailer_outbox_depth", "Messages queued or being sent", registry=r
         )

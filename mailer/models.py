@@ -321,3 +321,51 @@ class Feed(SQLModel, table=True):
     etag: str = Field(default="", max_length=500)
     modified: str = Field(default="", max_length=200)
     created_at: datetime
+
+
+class SuppressionReason(StrEnum):
+    hard_bounce = "hard-bounce"
+
+
+class Suppression(SQLModel, table=True):
+    """An address that gets no more mail (a relay said it does not exist, ...).
+
+    Keyed by the address's SHA-256 so that it outlives erasure of the subscriber."""
+
+    __tablename__ = "suppressions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    subscriber_id: int | None = Field(default=None, foreign_key="subscribers.id", index=True)
+    reason: str = Field(max_length=32)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """The reply or report that caused it."""
+    created_at: datetime
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """An attempt to deliver an outbox row that did not succeed, with the relay's reply.
+
+    A successful attempt is the outbox row itself (`sent_at`, `last_reply`)."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+    attempt: int
+    at: datetime
+    outcome: str = Field(max_length=16)
+    """`deferred` (will be retried) or `failed` (given up)."""
+    reply: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class Worker(SQLModel, table=True):
+    """A running sender; rate limits are divided among the live ones."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(default="", max_length=255)
+    pid: int = 0
+    started_at: datetime
+    heartbeat_at: datetime = Field(index=True)

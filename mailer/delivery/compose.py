@@ -24,6 +24,7 @@ from mailer.models import (
     Subscription,
     SubscriptionStatus,
 )
+from mailer.subscriptions import suppression
 from mailer.tokens import Purpose, Signer
 
 
@@ -56,6 +57,7 @@ class Composer:
         self._sends: dict[int, tuple[Send, MailingList]] = {}
         self._variants: dict[int, SendVariant] = {}
         self._subscriptions: dict[tuple[int, int], Subscription] = {}
+        self._suppressed: set[int] = set()
         self.msgid_domain = (
             settings.mail.from_address.rpartition("@")[2]
             or urlsplit(settings.public_url).hostname
@@ -72,8 +74,10 @@ class Composer:
         )
 
     def prefetch(self, session: Session, rows: list[OutboxMessage]) -> None:
-        """Load a batch's subscribers and list subscriptions in two queries, not per row."""
+        """Load a batch's subscribers, their list subscriptions and which of them are
+        suppressed in three queries, not per row."""
         subscriber_ids = {row.subscriber_id for row in rows}
+        self._suppressed = suppression.suppressed_ids(session, subscriber_ids)
         list(session.exec(select(Subscriber).where(col(Subscriber.id).in_(subscriber_ids))))
         self._subscriptions = {
             (sub.subscriber_id, sub.list_id): sub
@@ -83,6 +87,8 @@ class Composer:
         }
 
     def compose(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
+        if row.subscriber_id in self._suppressed:
+            raise NothingToSend("address suppressed")
         if row.kind == OutboxKind.confirmation:
             return self._confirmation(session, row, now)
         if row.kind == OutboxKind.digest:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, bindparam, func, or_, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, update
 from sqlmodel import Session, col, select
 
-from mailer.models import OutboxMessage, OutboxStatus, Send, SendStatus
+from mailer.models import DeliveryAttempt, OutboxMessage, OutboxStatus, Send, SendStatus
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -53,9 +53,24 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
 @dataclass(frozen=True)
 class Failure:
     message_id: int
+    attempt: int
     reply: str
     retry_at: datetime | None
     """When to try again; None: failed for good."""
+
+
+def extend_lease(session: Session, ids: list[int], until: datetime) -> None:
+    """Side effect: rows still being sent keep their lease until `until` (a long batch under
+    a low rate limit must not be taken over while its sender is alive)."""
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id).in_(ids),
+                col(OutboxMessage.status) == OutboxStatus.sending,
+            )
+            .values(lease_until=until)
+        )
 
 
 def record_outcomes(
@@ -63,7 +78,8 @@ def record_outcomes(
 ) -> None:
     """Side effects, one statement per kind for the whole batch: delivered rows become
     `sent`; failed rows are queued again at their retry time or `failed` for good. A row
-    dropped meanwhile (its send cancelled) stays dropped unless it was in fact delivered."""
+    dropped meanwhile (its send cancelled) stays dropped unless it was in fact delivered.
+    Each failed attempt is kept, with its reply, in `delivery_attempts`."""
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
     if sent:
         session.connection().execute(
@@ -97,6 +113,19 @@ def record_outcomes(
                     "reply": f.reply[:1000],
                     "retry_at": f.retry_at,
                     "new_status": OutboxStatus.queued if f.retry_at else OutboxStatus.failed,
+                }
+                for f in failures
+            ],
+        )
+        session.execute(
+            insert(DeliveryAttempt),
+            [
+                {
+                    "outbox_id": f.message_id,
+                    "attempt": f.attempt,
+                    "at": now,
+                    "outcome": "deferred" if f.retry_at else "failed",
+                    "reply": f.reply[:1000],
                 }
                 for f in failures
             ],

@@ -30,6 +30,7 @@ from mailer.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Suppression,
 )
 from mailer.subscriptions.errors import NotFound
 
@@ -159,10 +160,14 @@ def start_send(
 
 
 def _recipients(list_id: int) -> list[ColumnElement[bool]]:
+    suppressed = sa_select(col(Suppression.id)).where(
+        col(Suppression.subscriber_id) == Subscription.subscriber_id
+    )
     return [
         col(Subscription.list_id) == list_id,
         col(Subscription.status) == SubscriptionStatus.confirmed,
         col(Subscriber.erased_at).is_(None),
+        ~suppressed.exists(),
     ]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import random
+import re
 import socket
 import time
 from pathlib import Path
@@ -11,7 +14,9 @@ from typing import Protocol
 
 import aiosmtplib
 
-from mailer.config import SmtpSettings
+from mailer.config import RelaySettings, SmtpSettings
+
+ENHANCED_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\b")
 
 
 class DeliveryError(Exception):
@@ -21,6 +26,28 @@ class DeliveryError(Exception):
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+
+    @property
+    def code(self) -> int | None:
+        """The SMTP reply code (550), or None for a connection failure."""
+        head = self.reply[:3]
+        return int(head) if head.isdigit() else None
+
+    @property
+    def enhanced_status(self) -> str:
+        """The RFC 3463 status in the reply ("5.1.1"), or "" when it has none."""
+        match = ENHANCED_STATUS.match(self.reply[4:])
+        return match.group(0) if match else ""
+
+    @property
+    def asks_to_slow_down(self) -> bool:
+        """421 (service busy, closing) and 451 (local error, often rate limiting)."""
+        return self.code in (421, 451)
+
+    @property
+    def address_is_bad(self) -> bool:
+        """A permanent failure about the address itself (5.1.x: no such user, ...)."""
+        return self.permanent and self.enhanced_status.startswith("5.1.")
 
 
 class Transport(Protocol):
@@ -57,62 +84,164 @@ class MaildirTransport:
         return f"maildir {self.path / 'new'}"
 
 
-class SmtpTransport:
-    """One persistent SMTP connection, reopened when it drops."""
+class RelayUnavailable(Exception):
+    """The relay could not be reached or refused the connection; another may take over."""
 
-    def __init__(self, settings: SmtpSettings) -> None:
+
+class SmtpRelay:
+    """A pool of persistent connections to one relay, at most `connections` open at once."""
+
+    def __init__(self, settings: RelaySettings, timeout: float, connections: int) -> None:
         self.settings = settings
-        self._client: aiosmtplib.SMTP | None = None
+        self.timeout = timeout
+        self.name = f"{settings.host}:{settings.port}"
+        self.down_until = 0.0
+        """monotonic() time until which this relay is left alone after refusing connections."""
+        self.connections = connections
+        self._slots = asyncio.Semaphore(connections)
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._open: set[aiosmtplib.SMTP] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
-            return self._client
+    def _bind_to_running_loop(self) -> None:
+        """Connections belong to one event loop; a new loop (a new asyncio.run) starts afresh."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._slots = asyncio.Semaphore(self.connections)
+            self._idle.clear()
+            self._open.clear()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            timeout=s.timeout_seconds,
+            timeout=self.timeout,
             use_tls=s.security == "tls",
             start_tls=s.security == "starttls",
         )
-        await client.connect()
-        if s.username:
-            await client.login(s.username, s.password.get_secret_value())
-        self._client = client
+        try:
+            await client.connect()
+            if s.username:
+                await client.login(s.username, s.password.get_secret_value())
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise RelayUnavailable(f"{self.name}: {exc}") from exc
+        self._open.add(client)
         return client
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        self._bind_to_running_loop()
+        async with self._slots:
+            reused = bool(self._idle)
+            client = self._idle.pop() if reused else await self._connect()
+            try:
+                return await self._send_on(client, sender, recipient, message)
+            except _Dropped as dropped:
+                if not reused:
+                    raise dropped.error from dropped
+            # An idle connection the relay had closed: once more on a fresh one.
+            client = await self._connect()
+            try:
+                return await self._send_on(client, sender, recipient, message)
+            except _Dropped as dropped:
+                raise dropped.error from dropped
+
+    async def _send_on(
+        self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
+    ) -> str:
         try:
-            client = await self._connected()
-            errors, reply = await client.sendmail(sender, [recipient], message)
+            _errors, reply = await client.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._idle.append(client)  # the connection itself is fine
             refusal = exc.recipients[0]
             raise DeliveryError(
                 f"{refusal.code} {refusal.message}", permanent=refusal.code >= 500
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            await self._drop()
+            self._discard(client)
             raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            await self._drop()
-            raise DeliveryError(f"connection: {exc}", permanent=False) from exc
+            self._discard(client)
+            error = DeliveryError(f"connection to {self.name}: {exc}", permanent=False)
+            raise _Dropped(error) from exc
+        self._idle.append(client)
         return reply
 
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            # The connection is being discarded; a failure to close it changes nothing.
-            with contextlib.suppress(Exception):
-                client.close()
+    def _discard(self, client: aiosmtplib.SMTP) -> None:
+        self._open.discard(client)
+        # The connection is being discarded; a failure to close it changes nothing.
+        with contextlib.suppress(Exception):
+            client.close()
 
     async def close(self) -> None:
-        if self._client is not None and self._client.is_connected:
-            with contextlib.suppress(aiosmtplib.SMTPException):
-                await self._client.quit()
-        await self._drop()
+        for client in list(self._open):
+            if client.is_connected:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+            self._discard(client)
+        self._idle.clear()
 
     def describe(self) -> str:
-        return f"smtp {self.settings.host}:{self.settings.port} ({self.settings.security})"
+        return f"{self.name} ({self.settings.security}, weight {self.settings.weight})"
+
+
+class _Dropped(Exception):
+    """The connection broke during a transaction; carries the error to report."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(error.reply)
+        self.error = error
+
+
+class SmtpTransport:
+    """Spreads messages over one or more relays by weight, each with its own connection pool.
+
+    A relay that refuses connections is skipped for `failover_seconds`; its messages go to
+    the others. When none can be reached the message is deferred (a temporary failure)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.relays = [
+            SmtpRelay(relay, settings.timeout_seconds, settings.connections)
+            for relay in settings.all_relays
+        ]
+
+    def _order(self) -> list[SmtpRelay]:
+        """Relays that are up, drawn by weight; then the ones resting, soonest back first."""
+        now = time.monotonic()
+        up = [relay for relay in self.relays if relay.down_until <= now]
+        resting = sorted((r for r in self.relays if r.down_until > now), key=_down_until)
+        ordered: list[SmtpRelay] = []
+        while up:
+            pick = random.choices(up, weights=[r.settings.weight for r in up])[0]
+            ordered.append(pick)
+            up.remove(pick)
+        return ordered + resting
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        problems = []
+        for relay in self._order():
+            try:
+                return await relay.send(sender, recipient, message)
+            except RelayUnavailable as exc:
+                relay.down_until = time.monotonic() + self.settings.failover_seconds
+                problems.append(str(exc))
+        raise DeliveryError("connection failed to every relay: " + "; ".join(problems), permanent=False)
+
+    async def close(self) -> None:
+        for relay in self.relays:
+            await relay.close()
+
+    def describe(self) -> str:
+        pools = ", ".join(relay.describe() for relay in self.relays)
+        return f"smtp via {pools}; {self.settings.connections} connections each"
+
+
+def _down_until(relay: SmtpRelay) -> float:
+    return relay.down_until
 
 
 def make_transport(settings: SmtpSettings, maildir: Path) -> Transport:
