@@ -26,7 +26,9 @@ class Metrics:
             "mailer_mail_suppressed", "Addresses suppressed after a 5.1.x refusal", registry=r
         )
         self.slowdowns = Counter(
-            "mailer_relay_slowdowns", "421/451 answers that slowed the sender down", registry=r
+            "mailer_relay_slowdowns",
+            "421/451 answers (relays asking the sender to slow down)",
+            registry=r,
         )
         self.send_rate = Gauge(
             "mailer_send_rate", "Messages per second this sender started recently", registry=r

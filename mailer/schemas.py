@@ -94,14 +94,45 @@ class ConsentEventPublic(BaseModel):
     hash: str
 
 
+class SuppressionPublic(BaseModel):
+    reason: str
+    detail: str
+    """The relay's reply (or report) that caused it."""
+    at: datetime
+
+
 class SubscriberPublic(BaseModel):
     id: int
     email: str
     name: str
     created_at: datetime
     erased: bool
+    suppression: SuppressionPublic | None = None
+    """Set when the address gets no more mail (e.g. the relay said it does not exist)."""
     lists: list[SubscriptionPublic]
     consent_events: list[ConsentEventPublic]
+
+
+class DeliveryAttemptPublic(BaseModel):
+    attempt: int
+    at: datetime
+    outcome: str
+    """`sent`, `deferred` (retried later) or `failed` (given up)."""
+    reply: str
+    """The relay's answer, e.g. "250 2.0.0 Ok: queued" or "451 4.7.1 Try again later"."""
+
+
+class SendMessagePublic(BaseModel):
+    """One recipient of a send and every attempt to deliver their message."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    status: str
+    """queued, sending, sent, failed, or superseded (dropped: left, suppressed, cancelled)."""
+    attempts: list[DeliveryAttemptPublic]
+    last_reply: str
+    sent_at: datetime | None
 
 
 class ChainVerification(BaseModel):

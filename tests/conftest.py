@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -47,6 +48,9 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: tuple[str, int] = ("", 0)
+    """The client's address and port: one per SMTP connection."""
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:
@@ -55,10 +59,12 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Records every accepted message; `replies` maps an address to an RCPT reply."""
+    """Records every accepted message; `replies` maps an address to an RCPT reply, and
+    `data_replies` are answers to the next DATA commands, one each, instead of accepting."""
 
     messages: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
+    data_replies: deque[str] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -77,11 +83,14 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         with self.lock:
+            if self.data_replies:
+                return self.data_replies.popleft()
             self.messages.append(
                 Received(
                     envelope.mail_from or "",
                     list(envelope.rcpt_tos),
                     bytes(envelope.original_content or b""),
+                    tuple(session.peer) if session.peer else ("", 0),  # type: ignore[arg-type]
                 )
             )
         return "250 Message accepted"

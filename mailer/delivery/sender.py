@@ -110,8 +110,7 @@ class Sender:
         failed: list[tuple[Claimed, DeliveryError]] = []
 
         async def deliver(item: Claimed) -> None:
-            async with self.throttle.domain(item.domain), semaphore:
-                await self.throttle.pace()
+            async with self.throttle.domain(item.domain), semaphore, self.throttle.slot():
                 envelope = item.envelope
                 try:
                     reply = await self.transport.send(
@@ -177,7 +176,7 @@ class Sender:
         self.metrics.mail_sent.inc(len(sent))
         self.metrics.mail_suppressed.inc(len(bad_addresses))
 
-    def _beat(self) -> None:
+    def heartbeat_once(self) -> None:
         """Heartbeat: count live senders (the limits are divided among them) and keep the
         lease on the batch in hand."""
         now = self.clock.now()
@@ -191,14 +190,14 @@ class Sender:
         limit = self.throttle.rate()
         self.metrics.rate_limit.set(limit if limit is not None else 0)
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         with session_scope(self.engine) as session:
             workers.leave(session, self.worker_id)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self._beat)
+                await asyncio.to_thread(self.heartbeat_once)
             except Exception:
                 log.exception("sender heartbeat failed; retrying")
             with contextlib.suppress(TimeoutError):
@@ -214,7 +213,7 @@ class Sender:
             stop.set()
             await heartbeat
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._leave)
+                await asyncio.to_thread(self.leave)
             await self.transport.close()
 
     async def _deliver_until(self, stop: asyncio.Event) -> None:

@@ -18,6 +18,7 @@ from mailer.content.selection import select_articles
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem
 from mailer.models import (
     Article,
+    DeliveryAttempt,
     Digest,
     DigestArticle,
     MailingList,
@@ -264,6 +265,54 @@ def progress(session: Session, send_id: int) -> tuple[Send, Progress]:
         pending=counts.get(OutboxStatus.queued, 0) + counts.get(OutboxStatus.sending, 0),
         dropped=counts.get(OutboxStatus.superseded, 0),
     )
+
+
+def messages(
+    session: Session, send_id: int, status: str | None, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """A page of the send's outbox rows with their attempts: failed ones from
+    `delivery_attempts`, then the successful one (the row itself)."""
+    statement = (
+        select(OutboxMessage, Subscriber.email)
+        .join(Subscriber, col(Subscriber.id) == OutboxMessage.subscriber_id)
+        .where(col(OutboxMessage.send_id) == send_id, col(OutboxMessage.id) > after)
+        .order_by(col(OutboxMessage.id))
+        .limit(limit)
+    )
+    if status:
+        statement = statement.where(col(OutboxMessage.status) == status)
+    rows = list(session.exec(statement))
+    history: dict[int, list[dict[str, Any]]] = {row.id or 0: [] for row, _ in rows}
+    for attempt in session.exec(
+        select(DeliveryAttempt)
+        .where(col(DeliveryAttempt.outbox_id).in_(list(history)))
+        .order_by(col(DeliveryAttempt.id))
+    ):
+        history[attempt.outbox_id].append(attempt.model_dump())
+    result = []
+    for row, email in rows:
+        attempts = history[row.id or 0]
+        if row.status == OutboxStatus.sent and row.sent_at is not None:
+            attempts.append(
+                {
+                    "attempt": row.attempts,
+                    "at": row.sent_at,
+                    "outcome": "sent",
+                    "reply": row.last_reply,
+                }
+            )
+        result.append(
+            {
+                "id": row.id,
+                "subscriber_id": row.subscriber_id,
+                "email": email,
+                "status": row.status,
+                "attempts": attempts,
+                "last_reply": row.last_reply,
+                "sent_at": row.sent_at,
+            }
+        )
+    return result
 
 
 def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:

@@ -19,6 +19,7 @@ from mailer.config import SenderSettings
 WINDOW_BUCKETS = 100
 RECENT_SECONDS = 2.0
 MIN_RATE = 0.1
+SLOWDOWN_SPACING = 1.0
 
 
 class Throttle:
@@ -33,6 +34,7 @@ class Throttle:
         self._window: deque[tuple[int, int]] = deque()
         """(bucket number, messages started in it) over the last window_seconds."""
         self._in_window = 0
+        self._in_flight = 0
         self._recent: deque[float] = deque()
         self._domains: dict[str, asyncio.Semaphore] = {}
         self._domain_cap = 0
@@ -85,19 +87,30 @@ class Throttle:
             semaphore = self._domains[domain] = asyncio.Semaphore(cap)
         return semaphore
 
-    async def pace(self) -> None:
-        """Wait until the rate and the window allow one more message, and count it."""
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait until the rate and the window allow one more message, then hold its place.
+
+        The pace counts when messages start; the window counts messages in flight and,
+        once delivered, when they were delivered, which is when a relay counts them."""
         while True:
             now = self.monotonic()
             wait = max(self._window_wait(now), self._rate_wait(now))
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
-        now = self.monotonic()
         rate = self.rate()
         if rate is not None:
             self._next_slot = max(now, self._next_slot) + 1.0 / rate
-        self._count(now)
+        self._recent.append(now)
+        while self._recent[0] < now - RECENT_SECONDS:
+            self._recent.popleft()
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._count(self.monotonic())
 
     def _rate_wait(self, now: float) -> float:
         return self._next_slot - now if self.rate() is not None else 0.0
@@ -108,12 +121,15 @@ class Throttle:
             return 0.0
         width = self.settings.window_seconds / WINDOW_BUCKETS
         current = int(now / width)
-        while self._window and self._window[0][0] <= current - WINDOW_BUCKETS:
+        # A bucket leaves once all of it is a whole window old (never early: up to one
+        # bucket's width late).
+        while self._window and self._window[0][0] + WINDOW_BUCKETS < current:
             self._in_window -= self._window.popleft()[1]
-        if self._in_window < quota:
+        if self._in_window + self._in_flight < quota:
             return 0.0
-        # The oldest bucket leaves the window when `current` reaches it + WINDOW_BUCKETS.
-        return (self._window[0][0] + WINDOW_BUCKETS) * width - now
+        if not self._window:  # all of the quota is in flight: wait for one to finish
+            return 0.05
+        return (self._window[0][0] + WINDOW_BUCKETS + 1) * width - now
 
     def _count(self, now: float) -> None:
         if self.settings.window_limit:
@@ -123,9 +139,6 @@ class Throttle:
             else:
                 self._window.append((bucket, 1))
             self._in_window += 1
-        self._recent.append(now)
-        while self._recent and self._recent[0] < now - RECENT_SECONDS:
-            self._recent.popleft()
 
     def observed_rate(self) -> float:
         """Messages per second started over the last couple of seconds."""
@@ -134,17 +147,24 @@ class Throttle:
             self._recent.popleft()
         return len(self._recent) / RECENT_SECONDS
 
-    def slow_down(self) -> None:
-        """A relay asked us to slow down: lower the ceiling by `slowdown_factor`."""
+    def slow_down(self) -> bool:
+        """A relay asked us to slow down: lower the ceiling by `slowdown_factor`. Answers
+        within a second of the previous slow-down (the rest of a burst) change nothing.
+        Returns whether the rate was lowered."""
         now = self.monotonic()
+        if self._cap is not None and now - self._cap_since < SLOWDOWN_SPACING:
+            return False
         current = self.rate()
-        observed = self.observed_rate()
-        basis = min(current, observed) if current is not None else observed
+        # Unlimited: start from what was actually going out (or one per connection).
+        basis = (
+            current if current is not None else self.observed_rate() or self.settings.concurrency
+        )
         if self._cap is None:
-            self._cap_ceiling = current if current is not None else max(observed, MIN_RATE)
-        self._cap = max(MIN_RATE, max(basis, MIN_RATE) * self.settings.slowdown_factor)
+            self._cap_ceiling = basis
+        self._cap = max(MIN_RATE, basis * self.settings.slowdown_factor)
         self._cap_since = now
         self.slowdowns += 1
+        return True
 
     def _recover(self) -> None:
         """Double the ceiling for each quiet `recover_seconds`; drop it once back at the top."""

@@ -168,7 +168,7 @@ class SmtpRelay:
             error = DeliveryError(f"connection to {self.name}: {exc}", permanent=False)
             raise _Dropped(error) from exc
         self._idle.append(client)
-        return reply
+        return f"250 {reply}"  # aiosmtplib hands back the text of the 250 reply to DATA
 
     def _discard(self, client: aiosmtplib.SMTP) -> None:
         self._open.discard(client)
@@ -229,7 +229,9 @@ class SmtpTransport:
             except RelayUnavailable as exc:
                 relay.down_until = time.monotonic() + self.settings.failover_seconds
                 problems.append(str(exc))
-        raise DeliveryError("connection failed to every relay: " + "; ".join(problems), permanent=False)
+        raise DeliveryError(
+            "connection failed to every relay: " + "; ".join(problems), permanent=False
+        )
 
     async def close(self) -> None:
         for relay in self.relays:

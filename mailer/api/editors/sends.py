@@ -1,18 +1,38 @@
-"""/api/v1/sends: a send's status and progress."""
+"""/api/v1/sends: a send's status and progress, its messages and their attempts, and
+pausing, resuming and cancelling it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.delivery import sends
-from mailer.schemas import SendPublic
+from mailer.models import OutboxStatus
+from mailer.schemas import SendMessagePublic, SendPublic
 from mailer.subscriptions.errors import Conflict
 
 router = APIRouter(prefix="/sends", tags=["sends"])
+
+
+@router.get("/{send_id}/messages", response_model=list[SendMessagePublic])
+def list_messages(
+    send_id: int,
+    session: SessionDep,
+    _editor: EditorDep,
+    status: Annotated[OutboxStatus | None, Query(description="Only messages in this state")] = None,
+    after: Annotated[int, Query(ge=0, description="Messages with a larger id (paging)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[SendMessagePublic]:
+    """The send's recipients in id order, each with the relay's reply to every attempt."""
+    sends.progress(session, send_id)  # 404 for an unknown send
+    return [
+        SendMessagePublic.model_validate(fields)
+        for fields in sends.messages(session, send_id, status, after, limit)
+    ]
 
 
 @router.get("/{send_id}", response_model=SendPublic)

@@ -17,8 +17,9 @@ from mailer.schemas import (
     Erased,
     SubscriberPublic,
     SubscriptionPublic,
+    SuppressionPublic,
 )
-from mailer.subscriptions import erasure, ledger, transfer
+from mailer.subscriptions import erasure, ledger, suppression, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import NotFound
 
@@ -39,6 +40,7 @@ def public(session: Session, subscriber: Subscriber) -> SubscriberPublic:
         name=subscriber.name,
         created_at=subscriber.created_at,
         erased=subscriber.erased_at is not None,
+        suppression=_suppression(session, subscriber),
         lists=[
             SubscriptionPublic(
                 slug=item.slug,
@@ -54,6 +56,13 @@ def public(session: Session, subscriber: Subscriber) -> SubscriberPublic:
             for event in ledger.events_of(session, subscriber.id)
         ],
     )
+
+
+def _suppression(session: Session, subscriber: Subscriber) -> SuppressionPublic | None:
+    entry = suppression.entry_for(session, subscriber)
+    if entry is None:
+        return None
+    return SuppressionPublic(reason=entry.reason, detail=entry.detail, at=entry.created_at)
 
 
 def _get(session: Session, subscriber_id: int) -> Subscriber:
