@@ -327,24 +327,37 @@ def sends_show(
     engine = _engine(_settings(config_path), migrate_sqlite=True)
     finished = {"done", "cancelled", "skipped"}
 
-    def read() -> sends.Progress:
+    def read() -> tuple[sends.Progress, float | None]:
+        """The counts, and the average rate in messages per second since the send started."""
         with db.session_scope(engine) as session:
-            return sends.progress(session, send_id)[1]
+            send, counts = sends.progress(session, send_id)
+        if send.started_at is None:
+            return counts, None
+        end = send.finished_at or SystemClock().now()
+        seconds = (end - send.started_at).total_seconds()
+        return counts, (counts.sent + counts.failed) / seconds if seconds > 0 else None
+
+    def rate_text(rate: float | None) -> str:
+        return f"{rate:.0f} msg/s" if rate is not None else ""
 
     try:
-        counts = read()
+        counts, rate = read()
     except NotFound as exc:
         raise fail(f"there is no send {send_id}") from exc
     if wait is None:
         wait = sys.stdout.isatty()
     if wait and counts.status not in finished:
         with typer.progressbar(
-            length=max(counts.total, 1), label=f"send {send_id}", show_eta=True, show_percent=True
+            length=max(counts.total, 1),
+            label=f"send {send_id}",
+            show_eta=True,
+            show_percent=True,
         ) as bar:
             handled = 0
             while True:
-                counts = read()
+                counts, rate = read()
                 now_handled = counts.total - counts.pending
+                bar.label = f"send {send_id} {rate_text(rate)}"
                 bar.update(now_handled - handled)
                 handled = now_handled
                 if counts.status in finished or counts.status == "paused":
@@ -353,6 +366,7 @@ def sends_show(
     typer.echo(
         f"status {counts.status}: total {counts.total}, sent {counts.sent}, "
         f"failed {counts.failed}, pending {counts.pending}, dropped {counts.dropped}"
+        + (f"; {rate_text(rate)}" if rate is not None else "")
     )
 
 

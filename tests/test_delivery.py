@@ -1,109 +1,21 @@
-"""Delivery of queued mail: SMTP outcomes, retries, message format, the Maildir transport."""
+"""Messages on the wire: header encoding, escaping, and the bulk fast path (a prepared
+skeleton and bodies encoded once per send) reading back exactly as rendered."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
-from mailer.clock import FrozenClock
-from mailer.delivery.transport import MaildirTransport
-from mailer.services import Services
-from tests.conftest import SmtpSink, link_in, outbox_idle
+from mailer.delivery.compose import escaped, personalize
+from mailer.delivery.message import BulkMessageMaker
+from mailer.delivery.render import RECIPIENT, RenderedMail
+from tests.conftest import SmtpSink
 
 READER = "reader@example.com"
-
-
-def outbox_row(services: Services) -> dict[str, Any]:
-    with services.engine.connect() as conn:
-        [row] = conn.execute(text("SELECT status, attempts, last_reply FROM outbox")).mappings()
-    return dict(row)
-
-
-def wait_for_row(services: Services, **expected: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        row = outbox_row(services)
-        if all(row[k] == v for k, v in expected.items()):
-            return row
-        assert time.monotonic() < deadline, row
-        time.sleep(0.02)
-
-
-def test_a_temporary_refusal_is_retried_after_a_backoff(
-    client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
-) -> None:
-    smtp.handler.replies[READER] = "451 4.3.0 Try again later"
-    client.post("/subscribe", json={"email": READER})
-    row = wait_for_row(services, attempts=1, status="queued")
-    assert "451" in row["last_reply"]
-    time.sleep(0.3)
-    assert smtp.messages == [] and outbox_row(services)["attempts"] == 1, "waits for the backoff"
-
-    del smtp.handler.replies[READER]
-    clock.advance(seconds=2)
-    [mail] = smtp.wait_for(1)
-    assert mail.rcpt_tos == [READER]
-    wait_for_row(services, status="sent", attempts=2)
-    outbox_idle(services)
-    assert len(smtp.messages) == 1
-
-
-def test_a_permanent_refusal_fails_for_good(
-    client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
-) -> None:
-    smtp.handler.replies[READER] = "550 5.1.1 No such user"
-    client.post("/subscribe", json={"email": READER})
-    row = wait_for_row(services, status="failed")
-    assert row["attempts"] == 1
-    assert "550 5.1.1" in row["last_reply"]
-    clock.advance(hours=1)
-    time.sleep(0.3)
-    assert outbox_row(services)["attempts"] == 1 and smtp.messages == []
-
-
-def test_a_relay_that_is_down_delays_mail_without_losing_it(
-    client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
-) -> None:
-    smtp.stop()
-    client.post("/subscribe", json={"email": READER})
-    row = wait_for_row(services, status="queued", attempts=1)
-    assert "connection" in row["last_reply"]
-    smtp.start()
-    clock.advance(seconds=2)
-    [mail] = smtp.wait_for(1)
-    assert mail.rcpt_tos == [READER]
-
-
-def test_the_confirmation_message_is_well_formed(
-    client: TestClient, smtp: SmtpSink, services: Services
-) -> None:
-    client.post("/subscribe", json={"email": READER})
-    [mail] = smtp.wait_for(1)
-    assert mail.mail_from == "news@example.org"
-    message = mail.message
-    for header in ("From", "To", "Subject", "Date", "Message-ID"):
-        assert len(message.get_all(header, [])) == 1, header
-    assert message["To"] == READER
-    assert message["From"] == "Example News <news@example.org>"
-    assert re.fullmatch(r"<[^@>]+@example\.org>", message["Message-ID"])
-    assert message.get_content_type() == "multipart/alternative"
-    parts = [part.get_content_type() for part in message.iter_parts()]
-    assert parts == ["text/plain", "text/html"]
-    assert all(len(line) <= 998 for line in mail.data.split(b"\r\n"))
-    link = link_in(message, "/confirm/")
-    html = message.get_body(preferencelist=("html",)).get_content()
-    assert f'href="http://testserver{link}"' in html
-    assert 'style="display: inline-block' in html, "CSS is inlined"
-    text_part = message.get_body(preferencelist=("plain",)).get_content()
-    assert "1 Press Street, Berlin" in text_part
 
 
 @pytest.fixture
@@ -127,24 +39,7 @@ def test_non_ascii_names_are_encoded_and_markup_is_escaped(
     assert "Café &lt;News&gt;" in html
 
 
-def test_maildir_transport_writes_complete_eml_files(tmp_path: Path) -> None:
-    transport = MaildirTransport(tmp_path / "outbox")
-    data = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
-    reply = asyncio.run(transport.send("a@example.org", "b@example.org", data))
-    [written] = list((tmp_path / "outbox" / "new").glob("*.eml"))
-    assert reply.startswith("250")
-    assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
-    parsed = message_from_bytes(written.read_bytes(), policy=policy.default)
-    assert parsed["Subject"] == "hi"
-    assert parsed["Return-Path"] == "<a@example.org>"
-
-
 def test_bulk_messages_parse_back_to_what_was_rendered() -> None:
-    from datetime import UTC, datetime
-
-    from mailer.delivery.message import BulkMessageMaker
-    from mailer.delivery.render import RenderedMail
-
     maker = BulkMessageMaker(
         "Zürich Zeitung", "news@example.org", "example.org", {"Precedence": "bulk"}
     )
@@ -170,3 +65,34 @@ def test_bulk_messages_parse_back_to_what_was_rendered() -> None:
         assert plain.replace("\r\n", "\n") == text
         rich = parsed.get_body(preferencelist=("html",)).get_content()
         assert rich.replace("\r\n", "\n").rstrip("\n") == html
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ada", "", "Zoë = Ünïcødé ", "<b>&amp;</b> " * 20, "x" * 200],
+    ids=["plain", "empty", "non-ascii-and-equals", "markup", "long"],
+)
+def test_a_body_encoded_once_reads_back_like_one_rendered_per_recipient(name: str) -> None:
+    maker = BulkMessageMaker("News", "news@example.org", "example.org", {})
+    line = "Grüße, = and =_ " * 9
+    leave = RECIPIENT.unsubscribe_url
+    text = f"Hello {RECIPIENT.name},\n{line}{RECIPIENT.name}{line}\nLeave: {leave}\n"
+    html = f"<p>Hello {RECIPIENT.name}</p><p>{line}</p><a href='{RECIPIENT.unsubscribe_url}'>x</a>"
+    mail = RenderedMail(subject="Morning Brief", text=text, html=html)
+    values = {
+        "name": name,
+        "email": READER,
+        "unsubscribe_url": "https://news.example.org/unsubscribe/" + "T0k3n" * 30,
+    }
+    expected = personalize(mail, values)
+    now = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    data = maker.build_prepared(
+        READER, expected.subject, maker.prepare(mail), values, escaped(values), now, []
+    )
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n")), "quoted-printable lines"
+    parsed = message_from_bytes(data, policy=policy.default)
+    plain = parsed.get_body(preferencelist=("plain",)).get_content()
+    assert plain.replace("\r\n", "\n") == expected.text
+    rich = parsed.get_body(preferencelist=("html",)).get_content()
+    assert rich.replace("\r\n", "\n").rstrip("\n") == expected.html

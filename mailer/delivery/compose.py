@@ -37,12 +37,16 @@ class Envelope:
 
 def personalize(mail: RenderedMail | Send | SendVariant, values: dict[str, str]) -> RenderedMail:
     """One recipient's copy: markers filled, escaped in the HTML part."""
-    html_values = {key: escape(value) for key, value in values.items()}
     return RenderedMail(
         subject=fill(mail.subject, values),
         text=fill(mail.text, values),
-        html=fill(mail.html, html_values),
+        html=fill(mail.html, escaped(values)),
     )
+
+
+def escaped(values: dict[str, str]) -> dict[str, str]:
+    """The values as they go into HTML."""
+    return {key: escape(value) for key, value in values.items()}
 
 
 class NothingToSend(Exception):
@@ -58,6 +62,8 @@ class Composer:
         self._variants: dict[int, SendVariant] = {}
         self._subscriptions: dict[tuple[int, int], Subscription] = {}
         self._suppressed: set[int] = set()
+        self._prepared_bodies: dict[tuple[str, int | None], message.PreparedBody] = {}
+        self._subscribers: dict[int | None, Subscriber] = {}
         self.msgid_domain = (
             settings.mail.from_address.rpartition("@")[2]
             or urlsplit(settings.public_url).hostname
@@ -78,7 +84,13 @@ class Composer:
         suppressed in three queries, not per row."""
         subscriber_ids = {row.subscriber_id for row in rows}
         self._suppressed = suppression.suppressed_ids(session, subscriber_ids)
-        list(session.exec(select(Subscriber).where(col(Subscriber.id).in_(subscriber_ids))))
+        # Held here: the session's identity map keeps only weak references.
+        self._subscribers = {
+            subscriber.id: subscriber
+            for subscriber in session.exec(
+                select(Subscriber).where(col(Subscriber.id).in_(subscriber_ids))
+            )
+        }
         self._subscriptions = {
             (sub.subscriber_id, sub.list_id): sub
             for sub in session.exec(
@@ -118,7 +130,24 @@ class Composer:
         body: Send | SendVariant = send
         if row.variant_id is not None:
             body = self._variant(session, row.variant_id)
-        return self._bulk_envelope(subscriber, personalize(body, values), headers, now)
+        subject = fill(body.subject, values)
+        if not self._bulk.takes(subscriber.email, subject):
+            return self._bulk_envelope(subscriber, personalize(body, values), headers, now)
+        data = self._bulk.build_prepared(
+            subscriber.email, subject, self._prepared(body), values, escaped(values), now, headers
+        )
+        return Envelope(self.settings.mail.from_address, subscriber.email, data)
+
+    def _prepared(self, body: Send | SendVariant) -> message.PreparedBody:
+        """The body encoded once per send (or rendering of it), kept for its recipients."""
+        key = (type(body).__name__, body.id)
+        prepared = self._prepared_bodies.get(key)
+        if prepared is None:
+            if len(self._prepared_bodies) > 256:
+                self._prepared_bodies.clear()
+            mail = RenderedMail(subject=body.subject, text=body.text, html=body.html)
+            prepared = self._prepared_bodies[key] = self._bulk.prepare(mail)
+        return prepared
 
     def _variant(self, session: Session, variant_id: int) -> SendVariant:
         cached = self._variants.get(variant_id)
@@ -160,7 +189,7 @@ class Composer:
 
     def _still_subscribed(self, session: Session, subscriber_id: int, list_id: int) -> Subscriber:
         """The subscriber, if still confirmed on the list now (not when the mail was queued)."""
-        subscriber = session.get(Subscriber, subscriber_id)  # prefetched: no query
+        subscriber = self._subscribers.get(subscriber_id) or session.get(Subscriber, subscriber_id)
         subscription = self._subscriptions.get((subscriber_id, list_id))
         if subscription is None:
             subscription = session.exec(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import binascii
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
-from mailer.delivery.render import RenderedMail
+from mailer.delivery.render import MARKER_PATTERN, RenderedMail
 
 _POLICY = SMTP.clone(max_line_length=78)
 
@@ -88,9 +89,7 @@ class BulkMessageMaker:
         now: datetime,
         raw_headers: list[tuple[str, list[str]]],
     ) -> bytes:
-        if not (
-            _plain_header(to_address) and _plain_header(mail.subject) and len(mail.subject) < 900
-        ):
+        if not self.takes(to_address, mail.subject):
             return build(
                 from_name=self._from_name,
                 from_address=self._from_address,
@@ -101,9 +100,59 @@ class BulkMessageMaker:
                 extra_headers=self._extra_headers,
                 raw_headers=raw_headers,
             )
+        return self._assemble(
+            to_address,
+            mail.subject,
+            now,
+            raw_headers,
+            _part(self._boundary, "plain", mail.text),
+            _part(self._boundary, "html", mail.html),
+        )
+
+    def takes(self, to_address: str, subject: str) -> bool:
+        """Whether this fast path can write these headers (plain ASCII, not too long)."""
+        return _plain_header(to_address) and _plain_header(subject) and len(subject) < 900
+
+    def prepare(self, mail: RenderedMail) -> PreparedBody:
+        """Encode a body once for many recipients; their values go in by `build_prepared`."""
+        return PreparedBody(
+            _EncodedPart.of(self._boundary, "plain", mail.text),
+            _EncodedPart.of(self._boundary, "html", mail.html),
+        )
+
+    def build_prepared(
+        self,
+        to_address: str,
+        subject: str,
+        body: PreparedBody,
+        values: dict[str, str],
+        html_values: dict[str, str],
+        now: datetime,
+        raw_headers: list[tuple[str, list[str]]],
+    ) -> bytes:
+        """One recipient's message from a prepared body; `takes(to_address, subject)` must
+        hold. Only the recipient's values are encoded here."""
+        return self._assemble(
+            to_address,
+            subject,
+            now,
+            raw_headers,
+            body.text.fill(values),
+            body.html.fill(html_values),
+        )
+
+    def _assemble(
+        self,
+        to_address: str,
+        subject: str,
+        now: datetime,
+        raw_headers: list[tuple[str, list[str]]],
+        text_part: bytes,
+        html_part: bytes,
+    ) -> bytes:
         boundary = self._boundary
         head = (
-            f"To: {to_address}\r\nSubject: {mail.subject}\r\nDate: {format_datetime(now)}\r\n"
+            f"To: {to_address}\r\nSubject: {subject}\r\nDate: {format_datetime(now)}\r\n"
             f"Message-ID: <{uuid.uuid4().hex}@{self._msgid_domain}>\r\n"
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
         )
@@ -112,8 +161,8 @@ class BulkMessageMaker:
                 raw_header_lines(raw_headers),
                 self._fixed_headers,
                 head.encode("ascii"),
-                _part(boundary, "plain", mail.text),
-                _part(boundary, "html", mail.html),
+                text_part,
+                html_part,
                 f"--{boundary}--\r\n".encode("ascii"),
             )
         )
@@ -123,13 +172,66 @@ def _plain_header(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def _part(boundary: str, subtype: str, content: str) -> bytes:
-    encoded = binascii.b2a_qp(content.replace("\r\n", "\n").encode("utf-8"), istext=True)
+def _part_head(boundary: str, subtype: str) -> bytes:
     return (
-        (
-            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        ).encode("ascii")
-        + encoded.replace(b"\n", b"\r\n")
-        + b"\r\n"
-    )
+        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii")
+
+
+def _qp(content: str) -> bytes:
+    encoded = binascii.b2a_qp(content.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _part(boundary: str, subtype: str, content: str) -> bytes:
+    return _part_head(boundary, subtype) + _qp(content) + b"\r\n"
+
+
+SOFT_BREAK = b"=\r\n"
+QP_LINE = 76
+
+
+def _fragment(content: str) -> bytes:
+    """Quoted-printable text that a soft line break will follow: its last line is kept
+    short enough for the "=" (never splitting an =XX escape)."""
+    encoded = _qp(content)
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start < QP_LINE:
+        return encoded
+    cut = start + QP_LINE - 3
+    while encoded[cut - 1 : cut] == b"=" or encoded[cut - 2 : cut - 1] == b"=":
+        cut -= 1
+    return encoded[:cut] + SOFT_BREAK + encoded[cut:]
+
+
+@dataclass(frozen=True)
+class _EncodedPart:
+    """A body part encoded once. Each recipient value sits between soft line breaks, so
+    it can be encoded on its own and dropped in without re-encoding the rest."""
+
+    pieces: tuple[bytes | str, ...]
+    """Encoded bytes, and the names of the values that go between them."""
+
+    @classmethod
+    def of(cls, boundary: str, subtype: str, content: str) -> _EncodedPart:
+        pieces: list[bytes | str] = [_part_head(boundary, subtype)]
+        position, lead = 0, b""
+        for marker in MARKER_PATTERN.finditer(content):
+            segment = content[position : marker.start()]
+            pieces += [lead + _fragment(segment) + SOFT_BREAK, marker[1]]
+            position, lead = marker.end(), SOFT_BREAK
+        pieces.append(lead + _qp(content[position:]) + b"\r\n")
+        return cls(tuple(pieces))
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        return b"".join(
+            piece if isinstance(piece, bytes) else _fragment(values.get(piece, ""))
+            for piece in self.pieces
+        )
+
+
+@dataclass(frozen=True)
+class PreparedBody:
+    text: _EncodedPart
+    html: _EncodedPart

@@ -7,6 +7,7 @@ in per message by `fill`, a plain string replacement.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class _RecipientMarkers:
 
 
 RECIPIENT = _RecipientMarkers()
+MARKER_PATTERN = re.compile(r"@@mailer:(unsubscribe_url|name|email)@@")
 MARKERS = {
     "unsubscribe_url": RECIPIENT.unsubscribe_url,
     "name": RECIPIENT.name,
