@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy import Engine
 
-from mailer import config, db
+from mailer import config, db, logs
 from mailer.clock import SystemClock
 
 app = typer.Typer(
@@ -70,9 +70,7 @@ def _settings(config_path: Path | None) -> config.Settings:
         config.check_production(settings)
     except config.ConfigError as exc:
         raise fail(str(exc)) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     return settings
 
 

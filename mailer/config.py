@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     secret_key: SecretStr = SecretStr("")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """"json": one JSON object per line (time, level, logger, message and fields)."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

@@ -5,6 +5,8 @@ failover, the rate, window and per-domain limits, slowing down on 421, suppressi
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from mailer.clock import SystemClock
 from mailer.config import SenderSettings
 from mailer.db import session_scope
 from mailer.delivery.throttle import Throttle
+from mailer.logs import JsonFormatter, redact
 from mailer.models import MailingList, OutboxMessage, Subscriber, Subscription
 from mailer.services import Services, build
 from tests.conftest import SmtpSink
@@ -330,8 +333,9 @@ def test_one_message_at_a_time_per_recipient_domain(
 
 
 def test_an_address_that_does_not_exist_is_suppressed_for_every_later_send(
-    editor: TestClient, services: Services, smtp: SmtpSink
+    editor: TestClient, services: Services, smtp: SmtpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     gone, blocked = "gone@example.com", "policy@example.com"
     smtp.handler.replies[gone] = "550 5.1.1 <gone@example.com>: no such user"
     smtp.handler.replies[blocked] = "550 5.7.1 message refused by policy"
@@ -353,6 +357,29 @@ def test_an_address_that_does_not_exist_is_suppressed_for_every_later_send(
     assert smtp.to(gone) == []
     assert len(smtp.to(blocked)) == 1
     assert "mailer_mail_suppressed_total 1.0" in editor.get("/metrics").text
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("mailer"))
+    assert "5.1.1 <[address]>: no such user" in ours, "the refusal is logged ..."
+    assert "gone@example.com" not in ours, "... without the address"
+
+
+def test_json_log_lines_carry_the_fields_and_no_addresses() -> None:
+    record = logging.makeLogRecord(
+        {
+            "name": "mailer.delivery.sender",
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "msg": "delivery failed: %s",
+            "args": (redact("550 5.1.1 <ann.lee+news@example.co.uk>: unknown"),),
+            "outbox_id": 7,
+        }
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "delivery failed: 550 5.1.1 <[address]>: unknown"
+    assert (entry["level"], entry["logger"], entry["outbox_id"]) == (
+        "warning",
+        "mailer.delivery.sender",
+        7,
+    )
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,24 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
     return ids
 
 
+def release(session: Session, ids: list[int]) -> None:
+    """Side effect: claimed rows that were not attempted are due again at once (a sender
+    stopping hands back the batch it had prepared)."""
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id).in_(ids),
+                col(OutboxMessage.status) == OutboxStatus.sending,
+            )
+            .values(
+                status=OutboxStatus.queued,
+                lease_until=None,
+                attempts=OutboxMessage.attempts - 1,
+            )
+        )
+
+
 @dataclass(frozen=True)
 class Failure:
     message_id: int

@@ -18,11 +18,20 @@ from mailer.delivery import outbox, sends, workers
 from mailer.delivery.compose import Composer, Envelope, NothingToSend
 from mailer.delivery.throttle import Throttle
 from mailer.delivery.transport import DeliveryError, Transport
+from mailer.logs import redact
 from mailer.metrics import Metrics
 from mailer.models import OutboxMessage, OutboxStatus, Subscriber, SuppressionReason
 from mailer.subscriptions import suppression
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    claimed: int
+    """Rows claimed (including those closed because there was nothing to send)."""
+    items: list[Claimed]
+    send_ids: set[int]
 
 
 @dataclass(frozen=True)
@@ -60,32 +69,31 @@ class Sender:
         self.worker_id = workers.new_id()
         self.wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._held: list[int] = []
-        """Ids of the batch being delivered: their lease is renewed while this sender lives."""
+        self._held: set[int] = set()
+        """Ids of the rows claimed and not yet recorded: their lease is renewed while this
+        sender lives."""
 
     def notify(self) -> None:
         """Wake the loop early (callable from any thread): new mail was queued."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.wake.set)
 
-    def _claim_and_compose(self) -> tuple[int, list[Claimed], set[int]]:
-        """Claim a batch and compose each message; rows with nothing to send are closed.
-        Returns how many rows were claimed, the messages, and the sends they belong to."""
+    def _claim_and_compose(self) -> Batch:
+        """Claim a batch and compose each message; rows with nothing to send are closed."""
         now = self.clock.now()
         lease = timedelta(seconds=self.settings.lease_seconds)
         with session_scope(self.engine) as session:
             ids = outbox.claim_due(session, now, self.settings.batch_size, lease)
-        composed: list[Claimed] = []
-        send_ids: set[int] = set()
+        batch = Batch(len(ids), [], set())
         if not ids:
-            return 0, composed, send_ids
+            return batch
         with session_scope(self.engine) as session:
             rows = list(session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids))))
             self.composer.prefetch(session, rows)
             for row in rows:
                 assert row.id is not None
                 if row.send_id is not None:
-                    send_ids.add(row.send_id)
+                    batch.send_ids.add(row.send_id)
                 try:
                     envelope = self.composer.compose(session, row, now)
                 except NothingToSend as exc:
@@ -94,17 +102,23 @@ class Sender:
                     row.last_reply = str(exc)
                     session.add(row)
                 else:
-                    composed.append(
+                    batch.items.append(
                         Claimed(row.id, row.attempts, row.created_at, row.subscriber_id, envelope)
                     )
-            sends.mark_sending(session, send_ids, now)
-        return len(ids), composed, send_ids
+            sends.mark_sending(session, batch.send_ids, now)
+        self._held.update(item.message_id for item in batch.items)
+        return batch
 
     async def run_once(self) -> int:
-        """Deliver one batch of due messages within the limits; returns how many rows were
-        handled."""
-        claimed, batch, send_ids = await asyncio.to_thread(self._claim_and_compose)
-        self._held = [item.message_id for item in batch]
+        """Claim one batch of due messages and deliver it within the limits; returns how
+        many rows were handled."""
+        batch = await asyncio.to_thread(self._claim_and_compose)
+        await self._deliver(batch)
+        return batch.claimed
+
+    async def _deliver(self, batch: Batch) -> None:
+        """Deliver a claimed batch, then record its outcomes (before the next batch goes
+        out, so that a crash repeats at most one batch)."""
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         sent: list[tuple[int, str]] = []
         failed: list[tuple[Claimed, DeliveryError]] = []
@@ -125,13 +139,12 @@ class Sender:
                     sent.append((item.message_id, reply))
 
         try:
-            await asyncio.gather(*(deliver(item) for item in batch))
+            await asyncio.gather(*(deliver(item) for item in batch.items))
+            if sent or failed or batch.send_ids:
+                await asyncio.to_thread(self._record, sent, failed, batch.send_ids)
         finally:
-            self._held = []
-        if sent or failed or send_ids:
-            await asyncio.to_thread(self._record, sent, failed, send_ids)
+            self._held.difference_update(item.message_id for item in batch.items)
         self.metrics.send_rate.set(self.throttle.observed_rate())
-        return claimed
 
     def _record(
         self,
@@ -161,7 +174,12 @@ class Sender:
                 "delivery of outbox row %s failed (%s): %s",
                 item.message_id,
                 "will retry" if retry_at else "final",
-                exc.reply,
+                redact(exc.reply),
+                extra={
+                    "outbox_id": item.message_id,
+                    "smtp_code": exc.code,
+                    "retry": bool(retry_at),
+                },
             )
         with session_scope(self.engine) as session:
             outbox.record_outcomes(session, sent, failures, now)
@@ -171,7 +189,12 @@ class Sender:
                     suppression.suppress(
                         session, subscriber, SuppressionReason.hard_bounce, reply, now
                     )
-                    log.info("subscriber %s suppressed: the relay said %s", subscriber_id, reply)
+                    log.info(
+                        "subscriber %s suppressed: the relay said %s",
+                        subscriber_id,
+                        redact(reply),
+                        extra={"subscriber_id": subscriber_id},
+                    )
             sends.close_finished(session, send_ids, now)
         self.metrics.mail_sent.inc(len(sent))
         self.metrics.mail_suppressed.inc(len(bad_addresses))
@@ -183,7 +206,7 @@ class Sender:
         stale = timedelta(seconds=3 * self.settings.heartbeat_seconds)
         with session_scope(self.engine) as session:
             live = workers.beat(session, self.worker_id, now, stale)
-            held = list(self._held)
+            held = sorted(self._held)
             outbox.extend_lease(session, held, now + timedelta(seconds=self.settings.lease_seconds))
         self.throttle.set_share(live)
         self.metrics.live_senders.set(live)
@@ -217,17 +240,36 @@ class Sender:
             await self.transport.close()
 
     async def _deliver_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                attempted = await self.run_once()
-            except Exception:
-                log.exception("sender loop error; retrying shortly")
-                attempted = 0
-            if attempted:
-                continue
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait(stop), self.settings.poll_interval_seconds)
+        """Deliver batch after batch; the next batch is claimed and composed (in a thread)
+        while the current one is on the wire."""
+        upcoming: asyncio.Future[Batch] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await (upcoming or asyncio.to_thread(self._claim_and_compose))
+                    upcoming = None
+                    if batch.claimed:
+                        upcoming = asyncio.ensure_future(asyncio.to_thread(self._claim_and_compose))
+                        await self._deliver(batch)
+                        continue
+                except Exception:
+                    log.exception("sender loop error; retrying shortly")
+                    if upcoming is not None and upcoming.done() and upcoming.exception():
+                        upcoming = None  # the claim itself failed: claim afresh
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait(stop), self.settings.poll_interval_seconds)
+        finally:
+            if upcoming is not None:  # claimed but not delivered: hand it back
+                with contextlib.suppress(Exception):
+                    unsent = await upcoming
+                    await asyncio.to_thread(self._release, unsent)
+
+    def _release(self, batch: Batch) -> None:
+        ids = [item.message_id for item in batch.items]
+        with session_scope(self.engine) as session:
+            outbox.release(session, ids)
+        self._held.difference_update(ids)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
