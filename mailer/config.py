@@ -86,6 +86,9 @@ class MailSettings(Section):
     postal_address: str = ""
     site_name: str = "Our newsroom"
     unsubscribe_mailbox: str = ""
+    bounce_mailbox: str = ""
+    """Envelope sender of every message, made per message as <local>+<signed tag>@<domain>
+    (VERP) so a bounce names the message it is about. Empty: bounces@<from_address domain>."""
     """The mailto: address in List-Unsubscribe. Empty: unsubscribe@<from_address domain>."""
     templates_path: str = ""
     """A directory whose templates override the ones in templates/emails/."""

@@ -427,3 +427,21 @@ def test_the_messages_of_a_send_are_paged_and_need_a_key(
     assert editor.get(f"/api/v1/sends/{send_id}/messages?status=nonsense").status_code == 422
     del client.headers["Authorization"]
     assert client.get(f"/api/v1/sends/{send_id}/messages").status_code == 401
+
+
+def test_each_message_goes_out_from_its_own_signed_bounce_address(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    add_readers(services, READERS[:3])
+    send_id = send_digest(editor)
+    wait_done(editor, send_id)
+    row_of = {m["email"]: m["id"] for m in editor.get(f"/api/v1/sends/{send_id}/messages").json()}
+    senders = set()
+    for received in smtp.messages:
+        local, _, domain = received.mail_from.partition("@")
+        assert domain == "example.org" and local.startswith("bounces+"), received.mail_from
+        tag = local.removeprefix("bounces+")
+        assert services.signer.read_return_path_tag(tag) == row_of[received.rcpt_tos[0]]
+        senders.add(received.mail_from)
+        assert received.message["From"].addresses[0].addr_spec == "news@example.org"
+    assert len(senders) == 3, "one bounce address per message"

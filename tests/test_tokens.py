@@ -93,3 +93,19 @@ def test_a_signed_payload_that_is_not_an_object_is_refused() -> None:
 def test_the_signature_is_long_enough_not_to_be_guessed() -> None:
     signature = SIGNER.sign(Purpose.unsubscribe, {"s": 1}).split(".")[1]
     assert len(signature) >= 43  # 256 bits in base64url
+
+
+def test_a_bounce_tag_names_its_message_and_cannot_be_forged_or_reused() -> None:
+    signer = Signer(b"k" * 40)
+    tag = signer.return_path_tag(123_456_789)
+    assert len(f"bounces+{tag}") <= 64, "fits the local part of an address"
+    assert tag == tag.lower() and tag.replace("-", "").isalnum()
+    assert signer.read_return_path_tag(tag) == 123_456_789
+    assert signer.read_return_path_tag(tag.upper()) == 123_456_789, "case may change in transit"
+    number, _, mac = tag.partition("-")
+    forged = f"{int(number, 36) + 1:x}-{mac}"
+    for bad in (forged, f"{number}-{mac[:-1]}", number, "", "-" + mac, "zz-zz-zz"):
+        with pytest.raises(BadToken):
+            signer.read_return_path_tag(bad)
+    with pytest.raises(BadToken):
+        Signer(b"other-key" * 5).read_return_path_tag(tag)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 from urllib.parse import urlsplit
@@ -72,6 +72,8 @@ class Composer:
         self.unsubscribe_mailbox = settings.mail.unsubscribe_mailbox or (
             f"unsubscribe@{self.msgid_domain}"
         )
+        bounce_mailbox = settings.mail.bounce_mailbox or f"bounces@{self.msgid_domain}"
+        self._bounce_local, _, self._bounce_domain = bounce_mailbox.rpartition("@")
         self._bulk = message.BulkMessageMaker(
             settings.mail.from_name,
             settings.mail.from_address,
@@ -99,15 +101,25 @@ class Composer:
         }
 
     def compose(self, session: Session, row: OutboxMessage, now: datetime) -> Envelope:
+        """The message for the row's recipient, from a bounce address naming the row."""
         if row.subscriber_id in self._suppressed:
             raise NothingToSend("address suppressed")
         if row.kind == OutboxKind.confirmation:
-            return self._confirmation(session, row, now)
-        if row.kind == OutboxKind.digest:
-            return self._digest(session, row, now)
-        if row.kind == OutboxKind.welcome:
-            return self._welcome(session, row, now)
-        raise NothingToSend(f"unknown kind {row.kind}")
+            envelope = self._confirmation(session, row, now)
+        elif row.kind == OutboxKind.digest:
+            envelope = self._digest(session, row, now)
+        elif row.kind == OutboxKind.welcome:
+            envelope = self._welcome(session, row, now)
+        else:
+            raise NothingToSend(f"unknown kind {row.kind}")
+        assert row.id is not None
+        return replace(envelope, sender=self.return_path(row.id))
+
+    def return_path(self, outbox_id: int) -> str:
+        """The VERP envelope sender for one message: <local>+<signed tag>@<domain>."""
+        return (
+            f"{self._bounce_local}+{self.signer.return_path_tag(outbox_id)}@{self._bounce_domain}"
+        )
 
     def _send_parts(self, session: Session, send_id: int) -> tuple[Send, MailingList]:
         cached = self._sends.get(send_id)
