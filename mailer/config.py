@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -130,7 +130,17 @@ class SenderSettings(Section):
     recover_seconds: float = Field(default=10.0, gt=0)
     """After this long without a 421/451 the rate doubles, up to where it was."""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
-    """How often a sender says it is alive; the limits are shared among live senders."""
+    """How often a sender says it is alive (and renews the lease on the rows it holds); the
+    limits are shared among live senders."""
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> SenderSettings:
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "sender.lease_seconds must be at least twice sender.heartbeat_seconds, or a "
+                "live sender's rows could be taken over between two heartbeats"
+            )
+        return self
 
 
 class DigestSettings(Section):

@@ -255,3 +255,9 @@ def test_config_example_documents_every_key_with_its_default() -> None:
             f"config.example.toml shows {name} = {getattr(shown, name)!r}, "
             f"but the default is {getattr(defaults, name)!r}"
         )
+
+
+def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
+    with pytest.raises(config.ConfigError, match="lease_seconds must be at least twice"):
+        config.load(sender={"lease_seconds": 6, "heartbeat_seconds": 5})
+    assert config.load(sender={"lease_seconds": 10, "heartbeat_seconds": 5}).sender.lease_seconds

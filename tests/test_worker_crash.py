@@ -50,6 +50,7 @@ def start_worker(database_url: str, smtp_port: int, tmp_path: Path) -> subproces
             "MAILER_SMTP__PORT": str(smtp_port),
             "MAILER_SENDER__BATCH_SIZE": str(BATCH),
             "MAILER_SENDER__LEASE_SECONDS": "2",
+            "MAILER_SENDER__HEARTBEAT_SECONDS": "0.5",
             "MAILER_SENDER__POLL_INTERVAL_SECONDS": "0.05",
         }
     )

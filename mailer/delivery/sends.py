@@ -316,8 +316,12 @@ def messages(
 
 
 def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:
-    """Side effect: sends among `send_ids` with nothing left to deliver become `done`."""
-    for send_id in send_ids:
+    """Side effect: sends among `send_ids` with nothing left to deliver become `done`.
+
+    The send's row is locked first: two senders recording the last rows of one send at
+    the same time then count one after the other, and the second sees the first's rows."""
+    for send_id in sorted(send_ids):
+        session.execute(select(Send.id).where(col(Send.id) == send_id).with_for_update())
         left = session.exec(
             select(func.count())
             .select_from(OutboxMessage)
