@@ -27,7 +27,7 @@ from mailer.delivery.throttle import Throttle
 from mailer.logs import JsonFormatter, redact
 from mailer.models import MailingList, OutboxMessage, Subscriber, Subscription
 from mailer.services import Services, build
-from tests.conftest import SmtpSink
+from tests.conftest import SmtpSink, outbox_idle
 
 
 @pytest.fixture
@@ -445,3 +445,25 @@ def test_each_message_goes_out_from_its_own_signed_bounce_address(
         senders.add(received.mail_from)
         assert received.message["From"].addresses[0].addr_spec == "news@example.org"
     assert len(senders) == 3, "one bounce address per message"
+
+
+def test_a_suppressed_address_stays_suppressed_after_erasure_and_a_new_signup(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    gone = "gone@example.com"
+    smtp.handler.replies[gone] = "550 5.1.1 <gone@example.com>: no such user"
+    add_readers(services, [gone])
+    wait_done(editor, send_digest(editor))
+    [found] = editor.get("/api/v1/subscribers", params={"email": gone}).json()
+    assert editor.post(f"/api/v1/subscribers/{found['id']}/erase").status_code == 200
+
+    del smtp.handler.replies[gone]
+    assert editor.post("/subscribe", json={"email": gone}).status_code == 202
+    outbox_idle(services)
+    time.sleep(0.3)
+    assert smtp.to(gone) == [], "no confirmation mail to a suppressed address"
+    with session_scope(services.engine) as session:
+        [reason] = session.exec(
+            select(OutboxMessage.last_reply).where(OutboxMessage.kind == "confirmation")
+        ).all()
+    assert reason == "address suppressed"

@@ -85,7 +85,6 @@ class Composer:
         """Load a batch's subscribers, their list subscriptions and which of them are
         suppressed in three queries, not per row."""
         subscriber_ids = {row.subscriber_id for row in rows}
-        self._suppressed = suppression.suppressed_ids(session, subscriber_ids)
         # Held here: the session's identity map keeps only weak references.
         self._subscribers = {
             subscriber.id: subscriber
@@ -93,6 +92,7 @@ class Composer:
                 select(Subscriber).where(col(Subscriber.id).in_(subscriber_ids))
             )
         }
+        self._suppressed = suppression.suppressed_ids(session, self._subscribers.values())
         self._subscriptions = {
             (sub.subscriber_id, sub.list_id): sub
             for sub in session.exec(

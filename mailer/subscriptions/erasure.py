@@ -14,11 +14,13 @@ from sqlmodel import Session, col, select
 from mailer.models import (
     Confirmation,
     ConsentAction,
+    DeliveryAttempt,
     MailingList,
     OutboxMessage,
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Suppression,
 )
 from mailer.subscriptions import ledger
 from mailer.subscriptions.addresses import address_digest
@@ -50,6 +52,18 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
             col(OutboxMessage.subscriber_id) == subscriber_id, col(OutboxMessage.last_reply) != ""
         )
         .values(last_reply="(erased)")
+    )
+    rows = select(OutboxMessage.id).where(col(OutboxMessage.subscriber_id) == subscriber_id)
+    session.execute(
+        update(DeliveryAttempt)
+        .where(col(DeliveryAttempt.outbox_id).in_(rows))
+        .values(reply="(erased)")
+    )
+    # The suppression stays (keyed by the address's digest), without the quoting reply.
+    session.execute(
+        update(Suppression)
+        .where(col(Suppression.subscriber_id) == subscriber_id)
+        .values(detail="(erased)")
     )
     ledger.erase_personal_fields(session, subscriber_id)
     subscriber.email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"

@@ -40,13 +40,16 @@ def suppress(
         )
 
 
-def suppressed_ids(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
-    """Which of these subscribers are suppressed (one query)."""
-    ids = list(subscriber_ids)
-    if not ids:
+def suppressed_ids(session: Session, subscribers: Iterable[Subscriber]) -> set[int]:
+    """Which of these subscribers' addresses are suppressed (one query). By address, so a
+    reader erased and signed up afresh is still recognised."""
+    by_digest = {address_digest(s.email): s.id for s in subscribers if s.id is not None}
+    if not by_digest:
         return set()
-    statement = select(Suppression.subscriber_id).where(col(Suppression.subscriber_id).in_(ids))
-    return {subscriber_id for subscriber_id in session.exec(statement) if subscriber_id}
+    statement = select(Suppression.address_hash).where(
+        col(Suppression.address_hash).in_(list(by_digest))
+    )
+    return {by_digest[digest] for digest in session.exec(statement) if by_digest[digest]}
 
 
 def entry_for(session: Session, subscriber: Subscriber) -> Suppression | None:
