@@ -250,6 +250,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "MAILER_SMTP__HOST": settings.smtp.host,
             "MAILER_SMTP__PORT": str(settings.smtp.port),
             "MAILER_SENDER__CONCURRENCY": str(settings.sender.concurrency),
+            "MAILER_SMTP__CONNECTIONS": str(settings.sender.concurrency),
             "MAILER_SENDER__BATCH_SIZE": str(settings.sender.batch_size),
             "MAILER_SENDER__POLL_INTERVAL_SECONDS": str(settings.sender.poll_interval_seconds),
             "MAILER_MAIL__FROM_ADDRESS": settings.mail.from_address,

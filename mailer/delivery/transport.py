@@ -123,6 +123,11 @@ class SmtpRelay:
         )
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
             if s.username:
                 await client.login(s.username, s.password.get_secret_value())
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -152,14 +157,22 @@ class SmtpRelay:
     async def _send_on(
         self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
     ) -> str:
+        """One SMTP transaction: MAIL, RCPT, DATA. The addresses were validated when they
+        were stored, so they go out as they are (aiosmtplib still refuses control
+        characters); a refusal before DATA is followed by RSET on the same connection."""
         try:
-            _errors, reply = await client.sendmail(sender, [recipient], message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            self._idle.append(client)  # the connection itself is fine
-            refusal = exc.recipients[0]
-            raise DeliveryError(
-                f"{refusal.code} {refusal.message}", permanent=refusal.code >= 500
-            ) from exc
+            mailbox_options, encoding = _mailbox_encoding(client, sender, recipient)
+            await _expect(
+                client,
+                b"MAIL",
+                b"FROM:<" + sender.encode(encoding) + b">",
+                *mailbox_options,
+            )
+            await _expect(client, b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
+            response = await client.data(message)
+        except _Refused as refused:
+            await self._reset(client)
+            raise refused.error from refused
         except aiosmtplib.SMTPResponseException as exc:
             self._discard(client)
             raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from exc
@@ -168,7 +181,16 @@ class SmtpRelay:
             error = DeliveryError(f"connection to {self.name}: {exc}", permanent=False)
             raise _Dropped(error) from exc
         self._idle.append(client)
-        return f"250 {reply}"  # aiosmtplib hands back the text of the 250 reply to DATA
+        return f"{response.code} {response.message}"
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """After a refused MAIL or RCPT: RSET and keep the connection, or drop it."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self._discard(client)
+        else:
+            self._idle.append(client)
 
     def _discard(self, client: aiosmtplib.SMTP) -> None:
         self._open.discard(client)
@@ -186,6 +208,37 @@ class SmtpRelay:
 
     def describe(self) -> str:
         return f"{self.name} ({self.settings.security}, weight {self.settings.weight})"
+
+
+class _Refused(Exception):
+    """The relay refused MAIL or RCPT; the connection itself is still usable."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(error.reply)
+        self.error = error
+
+
+async def _expect(client: aiosmtplib.SMTP, *command: bytes) -> None:
+    """Send a command; a reply other than 250/251 is a refusal of this message."""
+    response = await client.execute_command(*command)
+    if response.code not in (250, 251):
+        raise _Refused(
+            DeliveryError(f"{response.code} {response.message}", permanent=response.code >= 500)
+        )
+
+
+def _mailbox_encoding(
+    client: aiosmtplib.SMTP, sender: str, recipient: str
+) -> tuple[list[bytes], str]:
+    """MAIL options and encoding for these addresses: plain ASCII, or SMTPUTF8 when an
+    address needs it and the relay offers it."""
+    if sender.isascii() and recipient.isascii():
+        return [], "ascii"
+    if client.supports_extension("smtputf8"):
+        return [b"SMTPUTF8"], "utf-8"
+    raise _Refused(
+        DeliveryError("553 5.6.7 the address needs SMTPUTF8, which the relay does not offer", True)
+    )
 
 
 class _Dropped(Exception):
@@ -211,6 +264,8 @@ class SmtpTransport:
 
     def _order(self) -> list[SmtpRelay]:
         """Relays that are up, drawn by weight; then the ones resting, soonest back first."""
+        if len(self.relays) == 1:
+            return self.relays
         now = time.monotonic()
         up = [relay for relay in self.relays if relay.down_until <= now]
         resting = sorted((r for r in self.relays if r.down_until > now), key=_down_until)
