@@ -467,3 +467,12 @@ def test_a_suppressed_address_stays_suppressed_after_erasure_and_a_new_signup(
             select(OutboxMessage.last_reply).where(OutboxMessage.kind == "confirmation")
         ).all()
     assert reason == "address suppressed"
+
+
+def test_a_non_ascii_mailbox_goes_out_with_smtputf8_when_the_relay_offers_it(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    add_readers(services, ["jürgen@example.com", *READERS[:2]])
+    state = wait_done(editor, send_digest(editor))
+    assert (state["sent"], state["failed"]) == (3, 0)
+    assert len(smtp.to("jürgen@example.com")) == 1
