@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, insert, literal, update
+from sqlalchemy import ColumnElement, String, cast, func, insert, literal, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,6 +34,9 @@ from mailer.models import (
     Suppression,
 )
 from mailer.subscriptions.errors import NotFound
+
+ANALYZE_AFTER = 10_000
+"""Sends to at least this many readers refresh PostgreSQL's statistics of the outbox."""
 
 
 class AlreadyStarted(Exception):
@@ -147,6 +150,10 @@ def start_send(
         _queue(session, send, choice, variant.id, now)
 
     send.total = _count(session, send.id)
+    if send.total >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+        # The planner's picture of the outbox is now far off (autovacuum catches up only
+        # later): without it, claiming a batch would sort every queued row.
+        session.execute(text("ANALYZE outbox"))
     for article_id in sorted(carried):
         session.add(DigestArticle(digest_id=digest.id, article_id=article_id, send_id=send.id))
     digest.last_sent_at = window_end
