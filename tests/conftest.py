@@ -138,12 +138,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
+def _running_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink()
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    yield from _running_sink()
+
+
+@pytest.fixture
+def second_relay() -> Iterator[SmtpSink]:
+    """Another SMTP server, for tests with two relays."""
+    yield from _running_sink()
 
 
 # ---- databases -----------------------------------------------------------------------

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -162,14 +161,6 @@ def test_messages_share_a_few_persistent_connections(
     connections = Counter(message.peer for message in smtp.messages)
     assert 2 <= len(connections) <= 3, f"a pool of 3 connections, used in parallel: {connections}"
     assert sum(connections.values()) == len(READERS)
-
-
-@pytest.fixture
-def second_relay() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 class TestFailover:

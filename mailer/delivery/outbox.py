@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, update
 from sqlmodel import Session, col, select
@@ -72,6 +73,17 @@ def _lock(session: Session, statement: SelectOfScalar[int | None], limit: int) -
 def release(session: Session, ids: list[int]) -> None:
     """Side effect: claimed rows that were not attempted are due again at once (a sender
     stopping hands back the batch it had prepared)."""
+    _update_in_flight(
+        session,
+        ids,
+        status=OutboxStatus.queued,
+        lease_until=None,
+        attempts=OutboxMessage.attempts - 1,
+    )
+
+
+def _update_in_flight(session: Session, ids: list[int], **values: Any) -> None:
+    """Set `values` on those of these rows that are still being sent."""
     if ids:
         session.execute(
             update(OutboxMessage)
@@ -79,11 +91,7 @@ def release(session: Session, ids: list[int]) -> None:
                 col(OutboxMessage.id).in_(ids),
                 col(OutboxMessage.status) == OutboxStatus.sending,
             )
-            .values(
-                status=OutboxStatus.queued,
-                lease_until=None,
-                attempts=OutboxMessage.attempts - 1,
-            )
+            .values(**values)
         )
 
 
@@ -99,15 +107,7 @@ class Failure:
 def extend_lease(session: Session, ids: list[int], until: datetime) -> None:
     """Side effect: rows still being sent keep their lease until `until` (a long batch under
     a low rate limit must not be taken over while its sender is alive)."""
-    if ids:
-        session.execute(
-            update(OutboxMessage)
-            .where(
-                col(OutboxMessage.id).in_(ids),
-                col(OutboxMessage.status) == OutboxStatus.sending,
-            )
-            .values(lease_until=until)
-        )
+    _update_in_flight(session, ids, lease_until=until)
 
 
 def record_outcomes(
