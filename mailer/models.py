@@ -32,10 +32,16 @@ class ConsentAction(StrEnum):
 
 class OutboxStatus(StrEnum):
     queued = "queued"
+    held = "held"
+    """Queued, but its send is paused: left out of claims until the send resumes."""
     sending = "sending"
     sent = "sent"
     failed = "failed"
     superseded = "superseded"
+
+
+UNDELIVERED = (OutboxStatus.queued, OutboxStatus.held, OutboxStatus.sending)
+"""Outbox rows in these states are still to be delivered (or dropped)."""
 
 
 class OutboxKind(StrEnum):

@@ -129,7 +129,8 @@ class SendMessagePublic(BaseModel):
     subscriber_id: int
     email: str
     status: str
-    """queued, sending, sent, failed, or superseded (dropped: left, suppressed, cancelled)."""
+    """queued, held (its send is paused), sending, sent, failed, or superseded (dropped:
+    the reader left or is suppressed, or the send was cancelled)."""
     attempts: list[DeliveryAttemptPublic]
     last_reply: str
     sent_at: datetime | None

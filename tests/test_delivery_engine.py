@@ -467,3 +467,32 @@ def test_a_non_ascii_mailbox_goes_out_with_smtputf8_when_the_relay_offers_it(
     state = wait_done(editor, send_digest(editor))
     assert (state["sent"], state["failed"]) == (3, 0)
     assert len(smtp.to("jürgen@example.com")) == 1
+
+
+def test_a_paused_send_does_not_hold_up_other_mail(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    add_readers(services, READERS)
+    smtp.handler.replies.update({reader: "450 4.2.1 mailbox busy" for reader in READERS})
+    send_id = send_digest(editor)
+    wait_attempts(editor, send_id, dict.fromkeys(READERS, 1))
+    assert editor.post(f"/api/v1/sends/{send_id}/pause").json()["status"] == "paused"
+    smtp.handler.replies.clear()
+    held = editor.get(f"/api/v1/sends/{send_id}/messages", params={"status": "held"}).json()
+    assert len(held) == len(READERS), "the paused send's messages are held"
+
+    assert editor.post("/subscribe", json={"email": "new@example.org"}).status_code == 202
+    [confirmation] = smtp.wait_for(1)
+    assert confirmation.rcpt_tos == ["new@example.org"], "other mail goes out meanwhile"
+    assert editor.get(f"/api/v1/sends/{send_id}").json()["pending"] == len(READERS)
+
+    assert editor.post(f"/api/v1/sends/{send_id}/resume").status_code == 200
+    with session_scope(services.engine) as session:  # past the retry back-off, now
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.send_id) == send_id)
+            .values(next_attempt_at=services.clock.now())
+        )
+    services.sender.notify()
+    state = wait_done(editor, send_id)
+    assert (state["sent"], state["pending"]) == (len(READERS), 0)

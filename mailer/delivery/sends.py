@@ -17,6 +17,7 @@ from mailer.config import Settings
 from mailer.content.selection import select_articles
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem
 from mailer.models import (
+    UNDELIVERED,
     Article,
     DeliveryAttempt,
     Digest,
@@ -269,7 +270,7 @@ def progress(session: Session, send_id: int) -> tuple[Send, Progress]:
         total=send.total,
         sent=counts.get(OutboxStatus.sent, 0),
         failed=counts.get(OutboxStatus.failed, 0),
-        pending=counts.get(OutboxStatus.queued, 0) + counts.get(OutboxStatus.sending, 0),
+        pending=sum(counts.get(status, 0) for status in UNDELIVERED),
         dropped=counts.get(OutboxStatus.superseded, 0),
     )
 
@@ -334,7 +335,7 @@ def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:
             .select_from(OutboxMessage)
             .where(
                 col(OutboxMessage.send_id) == send_id,
-                col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+                col(OutboxMessage.status).in_(UNDELIVERED),
             )
         ).one()
         if not left:
@@ -382,12 +383,25 @@ class WrongState(Exception):
 
 
 def pause(session: Session, send_id: int) -> Send:
-    """Stop handing out this send's messages; those in flight still finish."""
-    return _change(session, send_id, {SendStatus.queued, SendStatus.sending}, SendStatus.paused)
+    """Stop handing out this send's messages; those in flight still finish. Its queued rows
+    are held, so claims do not have to step over them."""
+    send = _change(session, send_id, {SendStatus.queued, SendStatus.sending}, SendStatus.paused)
+    _move(session, send_id, OutboxStatus.queued, OutboxStatus.held)
+    return send
 
 
 def resume(session: Session, send_id: int) -> Send:
-    return _change(session, send_id, {SendStatus.paused}, SendStatus.queued)
+    send = _change(session, send_id, {SendStatus.paused}, SendStatus.queued)
+    _move(session, send_id, OutboxStatus.held, OutboxStatus.queued)
+    return send
+
+
+def _move(session: Session, send_id: int, from_status: str, to_status: str) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.send_id) == send_id, col(OutboxMessage.status) == from_status)
+        .values(status=to_status)
+    )
 
 
 def cancel(session: Session, send_id: int, now: datetime) -> Send:
@@ -404,7 +418,7 @@ def cancel(session: Session, send_id: int, now: datetime) -> Send:
         update(OutboxMessage)
         .where(
             col(OutboxMessage.send_id) == send_id,
-            col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+            col(OutboxMessage.status).in_(UNDELIVERED),
         )
         .values(status=OutboxStatus.superseded, last_reply="send cancelled")
     )

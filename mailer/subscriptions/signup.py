@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from mailer.config import SignupSettings
 from mailer.models import (
+    UNDELIVERED,
     Confirmation,
     ConsentAction,
     Form,
@@ -180,7 +181,7 @@ def supersede_queued_mail(session: Session, subscriber_id: int, kind: OutboxKind
     too: if that attempt fails it is not retried (if it succeeds it is recorded as sent)."""
     conditions = [
         col(OutboxMessage.subscriber_id) == subscriber_id,
-        col(OutboxMessage.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+        col(OutboxMessage.status).in_(UNDELIVERED),
     ]
     if kind is not None:
         conditions.append(col(OutboxMessage.kind) == kind)
