@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from mailer import config, db, logs
 from mailer.clock import SystemClock
+from mailer.models import UserRole
 
 app = typer.Typer(
     help="mailer: newsletters with double opt-in.",
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Editors' API keys.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts for the editors' web interface.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Import and export subscribers.", no_args_is_help=True)
 digest_app = typer.Typer(help="Digests.", no_args_is_help=True)
 sends_app = typer.Typer(help="Sends and their progress.", no_args_is_help=True)
@@ -32,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(digest_app, name="digest")
 app.add_typer(sends_app, name="sends")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(user_app, name="user")
 app.add_typer(subscribers_app, name="subscribers")
 
 log = logging.getLogger("mailer")
@@ -184,6 +187,45 @@ def apikey_create(
         key = apikeys.create(session, name, SystemClock().now())
     typer.echo(f"API key for {name!r} (store it now, it is not shown again):", err=True)
     typer.echo(key)
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="The editor's email address (their login).")],
+    role: Annotated[
+        UserRole, typer.Option("--role", help="admin (also manages users) or editor.")
+    ] = UserRole.editor,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate-password/--prompt-password",
+            help="Make a strong password and print it (default when not on a terminal).",
+        ),
+    ] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Create an account for /admin/; the password is prompted for or generated."""
+    import secrets
+
+    from mailer import accounts
+    from mailer.subscriptions.errors import Conflict, InvalidInput
+
+    settings = _settings(config_path)
+    engine = _engine(settings, migrate_sqlite=True)
+    generated = generate or not sys.stdin.isatty()
+    if generated:
+        password = secrets.token_urlsafe(18)
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with db.session_scope(engine) as session:
+            user = accounts.create_user(session, email, role, password, SystemClock().now())
+    except (Conflict, InvalidInput, accounts.WeakPassword) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"created {user.role} {user.email}", err=True)
+    if generated:
+        typer.echo("password (store it now, it is not shown again):", err=True)
+        typer.echo(password)
 
 
 @subscribers_app.command("import")

@@ -143,6 +143,14 @@ class SenderSettings(Section):
         return self
 
 
+class AdminSettings(Section):
+    session_hours: float = Field(default=12.0, gt=0)
+    """How long a sign-in to the editors' web interface lasts."""
+    login_attempts: int = Field(default=10, ge=1)
+    """Failed sign-ins allowed per client IP and per address in `login_window_seconds`."""
+    login_window_seconds: float = Field(default=900.0, gt=0)
+
+
 class DigestSettings(Section):
     first_lookback_hours: float = 24.0
     """A digest's first send carries the articles published this long before it."""
@@ -172,6 +180,7 @@ class Settings(BaseSettings):
     signup: SignupSettings = Field(default_factory=SignupSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @field_validator("public_url")
     @classmethod

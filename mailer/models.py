@@ -375,3 +375,35 @@ class Worker(SQLModel, table=True):
     pid: int = 0
     started_at: datetime
     heartbeat_at: datetime = Field(index=True)
+
+
+class UserRole(StrEnum):
+    admin = "admin"
+    editor = "editor"
+
+
+class User(SQLModel, table=True):
+    """An editor or administrator of the web interface."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    password_hash: str = Field(max_length=255)
+    role: str = Field(default=UserRole.editor, max_length=16)
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None

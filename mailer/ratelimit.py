@@ -43,6 +43,16 @@ class SlidingWindowLimiter:
             hits.append(now)
             return 0.0
 
+    def blocked(self, key: str) -> float:
+        """Without counting a hit: 0 when one would be allowed, else the seconds to wait."""
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.get(key)
+            recent = [t for t in hits if t > now - self.window] if hits else []
+            if len(recent) < self.limit:
+                return 0.0
+            return max(recent[0] + self.window - now, 0.001)
+
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]
         for key in idle:

@@ -29,6 +29,8 @@ class Services:
     sender: Sender
     ip_limiter: SlidingWindowLimiter
     address_limiter: SlidingWindowLimiter
+    login_limiter: SlidingWindowLimiter
+    """Failed sign-ins to /admin/, keyed by client IP and by address."""
 
 
 def build(
@@ -59,5 +61,8 @@ def build(
         ),
         address_limiter=SlidingWindowLimiter(
             signup.rate_limit_per_address, signup.rate_limit_per_address_window_seconds
+        ),
+        login_limiter=SlidingWindowLimiter(
+            settings.admin.login_attempts, settings.admin.login_window_seconds
         ),
     )

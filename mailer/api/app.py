@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import archive, errors, public
+from mailer.api import admin, archive, errors, public
 from mailer.api.editors import articles, digests, feeds, forms, lists, sends, subscribers
 from mailer.api.pages import Pages
 from mailer.scheduling import make_scheduler
@@ -64,6 +64,7 @@ def create_app(
     errors.install(app)
     app.include_router(public.router)
     app.include_router(archive.router)
+    app.include_router(admin.router)
     api = APIRouter(prefix="/api/v1")
     for module in (lists, forms, subscribers, articles, feeds, digests, sends):
         api.include_router(module.router)

@@ -1,0 +1,107 @@
+"""Editors' accounts: users with argon2 password hashes, and server-side browser sessions.
+
+A session cookie carries a random token; the database keeps only its SHA-256, with the
+session's CSRF token and expiry. Signing out ends the session on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pwdlib import PasswordHash
+from sqlmodel import Session, col, select
+
+from mailer.models import User, UserRole, WebSession
+from mailer.subscriptions.addresses import normalize_email
+from mailer.subscriptions.errors import Conflict, InvalidInput
+
+_hasher = PasswordHash.recommended()
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+MIN_PASSWORD_LENGTH = 12
+
+
+class WeakPassword(ValueError):
+    """The password is too short to protect an editor's account."""
+
+
+def create_user(session: Session, email: str, role: UserRole, password: str, now: datetime) -> User:
+    """Side effect: a new user. Conflict if the address has an account already."""
+    address = normalize_email(email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if session.exec(select(User.id).where(col(User.email) == address)).first() is not None:
+        raise Conflict(f"there is already an account for {address}")
+    user = User(email=address, password_hash=_hasher.hash(password), role=role, created_at=now)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The active user with this address and password, or None. An unknown address costs
+    the same hashing work as a known one, so timing does not tell accounts apart."""
+    try:
+        address = normalize_email(email)
+    except InvalidInput:
+        address = ""
+    user = session.exec(select(User).where(col(User.email) == address)).first()
+    if user is None or user.disabled_at is not None:
+        _hasher.verify(password, _DUMMY_HASH)
+        return None
+    return user if _hasher.verify(password, user.password_hash) else None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    session: WebSession
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User, now: datetime, lifetime: timedelta) -> str:
+    """Side effect: a new browser session for `user`. Returns the cookie's token."""
+    assert user.id is not None
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=_digest(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    session.flush()
+    return token
+
+
+def signed_in(session: Session, token: str, now: datetime) -> SignedIn | None:
+    """The user and session behind a cookie token, if the session is still open."""
+    if not token or len(token) > 200:
+        return None
+    row = session.exec(
+        select(WebSession, User)
+        .join(User, col(User.id) == WebSession.user_id)
+        .where(col(WebSession.token_hash) == _digest(token))
+    ).first()
+    if row is None:
+        return None
+    web_session, user = row
+    if web_session.ended_at is not None or web_session.expires_at <= now:
+        return None
+    if user.disabled_at is not None:
+        return None
+    return SignedIn(user, web_session)
+
+
+def end_session(session: Session, web_session: WebSession, now: datetime) -> None:
+    """Side effect: the session can no longer be used."""
+    web_session.ended_at = now
+    session.add(web_session)
+    session.flush()

@@ -1,0 +1,144 @@
+"""/admin/: the editors' web interface. For now: signing in and out with server-side
+sessions, CSRF tokens on every form, and throttled failed sign-ins."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from mailer import accounts
+from mailer.api.deps import ServicesDep, SessionDep, client_ip
+from mailer.api.pages import Pages
+from mailer.ratelimit import retry_after_header
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+SESSION_COOKIE = "mailer_session"
+LOGIN_CSRF_COOKIE = "mailer_login_csrf"
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+def _secure(services: ServicesDep) -> bool:
+    return services.settings.public_url.startswith("https://")
+
+
+def _login_page(
+    request: Request,
+    services: ServicesDep,
+    status_code: int = 200,
+    error: str = "",
+    email: str = "",
+) -> Response:
+    """The sign-in form with a fresh double-submit CSRF token (cookie and hidden field)."""
+    csrf = secrets.token_urlsafe(32)
+    response = _pages(request).render(
+        "admin/login.html",
+        status_code=status_code,
+        headers=PAGE_HEADERS,
+        csrf=csrf,
+        error=error,
+        email=email,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf,
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(services),
+    )
+    return response
+
+
+@router.get("/")
+def admin_home(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+    """The editors' start page, or the sign-in form when not signed in."""
+    current = accounts.signed_in(
+        session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
+    )
+    if current is None:
+        return _login_page(request, services)
+    return _pages(request).render(
+        "admin/home.html", headers=PAGE_HEADERS, user=current.user, csrf=current.session.csrf_token
+    )
+
+
+@router.post("/login")
+def admin_login(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf: Annotated[str, Form(max_length=100)],
+) -> Response:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
+        return _login_page(
+            request, services, 403, "The form had expired. Please sign in again.", email
+        )
+    limiter = services.login_limiter
+    keys = [f"ip:{client_ip(request, services.settings.signup.trusted_proxies)}"]
+    keys.append(f"address:{email.strip().lower()}")
+    wait = max(limiter.blocked(key) for key in keys)
+    if wait:
+        response = _login_page(
+            request, services, 429, "Too many failed sign-ins. Please wait and try again.", email
+        )
+        response.headers["Retry-After"] = retry_after_header(wait)
+        return response
+    user = accounts.authenticate(session, email, password)
+    if user is None:
+        for key in keys:
+            limiter.hit(key)
+        return _login_page(request, services, 401, "That address and password do not match.", email)
+    lifetime = timedelta(hours=services.settings.admin.session_hours)
+    token = accounts.start_session(session, user, services.clock.now(), lifetime)
+    response = RedirectResponse("/admin/", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lifetime.total_seconds()),
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(services),
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
+    return response
+
+
+@router.post("/logout")
+def admin_logout(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    current = accounts.signed_in(
+        session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
+    )
+    if current is None:
+        return RedirectResponse("/admin/", status_code=303)
+    if not hmac.compare_digest(current.session.csrf_token.encode(), csrf.encode()):
+        return Response("missing or wrong CSRF token", status_code=403, headers=PAGE_HEADERS)
+    accounts.end_session(session, current.session, services.clock.now())
+    response = RedirectResponse("/admin/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/admin")
+    return response
