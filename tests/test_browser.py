@@ -19,8 +19,10 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from mailer import accounts
 from mailer.api.app import create_app
-from mailer.models import ConsentEvent, OutboxMessage, Subscriber
+from mailer.db import session_scope
+from mailer.models import ConsentEvent, OutboxMessage, Subscriber, UserRole
 from mailer.services import Services
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
@@ -364,3 +366,36 @@ def test_embedded_form_is_labelled_and_its_honeypot_is_not_reachable_by_tab(
     page.keyboard.press("Tab")
     focused = page.evaluate("() => document.activeElement.textContent")
     assert focused == "Sign up", "Tab goes from the address to the button"
+
+
+def test_an_editor_signs_in_and_out_from_the_keyboard(
+    page: Page, live_app: str, services: Services
+) -> None:
+    with session_scope(services.engine) as session:
+        accounts.create_user(
+            session,
+            "editor@example.org",
+            UserRole.editor,
+            "a long enough password",
+            services.clock.now(),
+        )
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_app}/admin/")
+    page.get_by_label("Email address").fill("editor@example.org")
+    page.get_by_label("Password").fill("a wrong password")
+    page.get_by_label("Password").press("Enter")
+    page.get_by_role("alert").filter(has_text="do not match").wait_for()
+
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_label("Password").press("Enter")
+    page.get_by_text("Signed in as editor@example.org").wait_for()
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "mailer_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.goto(f"{live_app}/admin/")
+    assert page.get_by_role("button", name="Sign in").is_visible(), "signed out for good"
+    expected = "the server responded with a status of 401"  # the wrong password, above
+    assert [e for e in errors if expected not in e] == []
