@@ -18,7 +18,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from mailer.models import DeliveryAttempt, OutboxMessage, OutboxStatus, Send, SendStatus
 
 
-def _not_held(now: datetime) -> ColumnElement[bool]:
+def _not_held() -> ColumnElement[bool]:
     """Rows of no send, or of a send that is neither paused nor cancelled."""
     held = select(Send.id).where(col(Send.status).in_([SendStatus.paused, SendStatus.cancelled]))
     return col(OutboxMessage.send_id).is_(None) | col(OutboxMessage.send_id).not_in(held)
@@ -35,7 +35,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
         .where(
             col(OutboxMessage.status) == OutboxStatus.sending,
             col(OutboxMessage.lease_until) < now,
-            _not_held(now),
+            _not_held(),
         )
         .order_by(col(OutboxMessage.next_attempt_at))
     )
@@ -46,7 +46,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
             .where(
                 col(OutboxMessage.status) == OutboxStatus.queued,
                 col(OutboxMessage.next_attempt_at) <= now,
-                _not_held(now),
+                _not_held(),
             )
             .order_by(col(OutboxMessage.next_attempt_at))
         )

@@ -32,7 +32,7 @@ class Throttle:
         """Live senders sharing the limits (this one included)."""
         self._next_slot = 0.0
         self._window: deque[tuple[int, int]] = deque()
-        """(bucket number, messages started in it) over the last window_seconds."""
+        """(bucket number, messages delivered in it) over the last window_seconds."""
         self._in_window = 0
         self._in_flight = 0
         self._recent: deque[float] = deque()
@@ -103,8 +103,7 @@ class Throttle:
         if rate is not None:
             self._next_slot = max(now, self._next_slot) + 1.0 / rate
         self._recent.append(now)
-        while self._recent[0] < now - RECENT_SECONDS:
-            self._recent.popleft()
+        self._forget_before(now - RECENT_SECONDS)
         self._in_flight += 1
         try:
             yield
@@ -119,7 +118,7 @@ class Throttle:
         quota = self.window_quota()
         if quota is None:
             return 0.0
-        width = self.settings.window_seconds / WINDOW_BUCKETS
+        width = self._bucket_width()
         current = int(now / width)
         # A bucket leaves once all of it is a whole window old (never early: up to one
         # bucket's width late).
@@ -131,9 +130,12 @@ class Throttle:
             return 0.05
         return (self._window[0][0] + WINDOW_BUCKETS + 1) * width - now
 
+    def _bucket_width(self) -> float:
+        return self.settings.window_seconds / WINDOW_BUCKETS
+
     def _count(self, now: float) -> None:
         if self.settings.window_limit:
-            bucket = int(now / (self.settings.window_seconds / WINDOW_BUCKETS))
+            bucket = int(now / self._bucket_width())
             if self._window and self._window[-1][0] == bucket:
                 self._window[-1] = (bucket, self._window[-1][1] + 1)
             else:
@@ -142,10 +144,12 @@ class Throttle:
 
     def observed_rate(self) -> float:
         """Messages per second started over the last couple of seconds."""
-        now = self.monotonic()
-        while self._recent and self._recent[0] < now - RECENT_SECONDS:
-            self._recent.popleft()
+        self._forget_before(self.monotonic() - RECENT_SECONDS)
         return len(self._recent) / RECENT_SECONDS
+
+    def _forget_before(self, moment: float) -> None:
+        while self._recent and self._recent[0] < moment:
+            self._recent.popleft()
 
     def slow_down(self) -> bool:
         """A relay asked us to slow down: lower the ceiling by `slowdown_factor`. Answers

@@ -210,12 +210,16 @@ class SmtpRelay:
         return f"{self.name} ({self.settings.security}, weight {self.settings.weight})"
 
 
-class _Refused(Exception):
-    """The relay refused MAIL or RCPT; the connection itself is still usable."""
+class _Carrying(Exception):
+    """Carries the DeliveryError to report once the connection has been dealt with."""
 
     def __init__(self, error: DeliveryError) -> None:
         super().__init__(error.reply)
         self.error = error
+
+
+class _Refused(_Carrying):
+    """The relay refused MAIL or RCPT; the connection itself is still usable."""
 
 
 async def _expect(client: aiosmtplib.SMTP, *command: bytes) -> None:
@@ -241,12 +245,8 @@ def _mailbox_encoding(
     )
 
 
-class _Dropped(Exception):
-    """The connection broke during a transaction; carries the error to report."""
-
-    def __init__(self, error: DeliveryError) -> None:
-        super().__init__(error.reply)
-        self.error = error
+class _Dropped(_Carrying):
+    """The connection broke during a transaction."""
 
 
 class SmtpTransport:
