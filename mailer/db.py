@@ -13,6 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -143,3 +144,13 @@ def ping(engine: Engine) -> bool:
         return True
     except Exception:
         return False
+
+
+def insert_unless_present(session: Session, model: Any, unique_column: str, **values: Any) -> None:
+    """Side effect: a row of `model` with `values`, unless one with the same `unique_column`
+    exists (also when a concurrent transaction inserts it first: no IntegrityError)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique_column])
+    )

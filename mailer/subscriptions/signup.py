@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from mailer.config import SignupSettings
+from mailer.db import insert_unless_present
 from mailer.models import (
     UNDELIVERED,
     Confirmation,
@@ -50,12 +50,15 @@ class SignupResult:
 
 def get_or_create_subscriber(session: Session, email: str, name: str, now: datetime) -> Subscriber:
     """The subscriber row for `email`, created if new, locked for this transaction."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Subscriber)
-        .values(email=email, name=name, created_at=now, chain_head="", chain_length=0)
-        .on_conflict_do_nothing(index_elements=["email"])
+    insert_unless_present(
+        session,
+        Subscriber,
+        "email",
+        email=email,
+        name=name,
+        created_at=now,
+        chain_head="",
+        chain_length=0,
     )
     return session.scalars(
         select(Subscriber).where(col(Subscriber.email) == email).with_for_update()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from mailer.db import insert_unless_present
 from mailer.models import Subscriber, Suppression, SuppressionReason
 from mailer.subscriptions.addresses import address_digest
 
@@ -23,21 +23,18 @@ def suppress(
     detail: str,
     now: datetime,
 ) -> None:
-    """Side effect: a suppression for the subscriber's address, unless there is one."""
-    digest = address_digest(subscriber.email)
-    exists = session.exec(
-        select(Suppression.id).where(col(Suppression.address_hash) == digest)
-    ).first()
-    if exists is None:
-        session.execute(
-            insert(Suppression).values(
-                address_hash=digest,
-                subscriber_id=subscriber.id,
-                reason=reason.value,
-                detail=detail[:1000],
-                created_at=now,
-            )
-        )
+    """Side effect: a suppression for the subscriber's address, unless there is one (two
+    senders suppressing the same address at once do not collide)."""
+    insert_unless_present(
+        session,
+        Suppression,
+        "address_hash",
+        address_hash=address_digest(subscriber.email),
+        subscriber_id=subscriber.id,
+        reason=reason.value,
+        detail=detail[:1000],
+        created_at=now,
+    )
 
 
 def suppressed_ids(session: Session, subscribers: Iterable[Subscriber]) -> set[int]:
