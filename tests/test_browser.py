@@ -8,23 +8,20 @@ What the tests assert is what a reader sees, and what the editors' API then repo
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from mailer import accounts
-from mailer.api.app import create_app
 from mailer.db import session_scope
 from mailer.models import ConsentEvent, OutboxMessage, Subscriber, UserRole
 from mailer.services import Services
 from mailer.tokens import Purpose
+from tests.browser import Console
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,43 +40,13 @@ HEADING = "Sign up to receive our latest news!"
 CONSENT = "By submitting this form, I agree to the terms."
 
 
-# ---- servers and browser ---------------------------------------------------------------
-
-
-@pytest.fixture
-def app_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def app_url(app_port: int) -> str:
-    return f"http://127.0.0.1:{app_port}"
+# ---- servers -------------------------------------------------------------------------
 
 
 @pytest.fixture
 def settings_overrides(app_url: str) -> dict[str, Any]:
     """Links in mail and the script's subscribe URL point at the live server."""
     return {"public_url": app_url}
-
-
-@pytest.fixture
-def live_app(services: Services, app_port: int, app_url: str) -> Iterator[str]:
-    """The app under uvicorn in a thread, its sender delivering to the SMTP sink."""
-    app = create_app(services, run_scheduler=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=app_port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield app_url
-    server.should_exit = True
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "uvicorn did not stop"
 
 
 ARTICLE_HTML = """<!DOCTYPE html>
@@ -104,7 +71,8 @@ def article_url(live_app: str) -> Iterator[str]:
     class ArticlePage(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path.startswith("/favicon"):
-                self.send_error(404)
+                self.send_response(204)
+                self.end_headers()
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -123,28 +91,6 @@ def article_url(live_app: str) -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser profile (no cookies, no cache) with one tab."""
-    context = browser.new_context()
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 @pytest.fixture
@@ -220,8 +166,9 @@ def test_embedded_form_signs_up_cross_origin_and_shows_the_result_inline(
 
 
 def test_embedded_form_refuses_a_malformed_address_inline_and_writes_nothing(
-    page: Page, article_url: str, smtp: SmtpSink, services: Services
+    page: Page, article_url: str, smtp: SmtpSink, services: Services, console: Console
 ) -> None:
+    console.expect("status of 422")  # the refusal the reader is shown
     page.goto(article_url)
     email = page.get_by_label("Email address")
     status = page.get_by_role("status")
@@ -369,7 +316,7 @@ def test_embedded_form_is_labelled_and_its_honeypot_is_not_reachable_by_tab(
 
 
 def test_an_editor_signs_in_and_out_from_the_keyboard(
-    page: Page, live_app: str, services: Services
+    page: Page, live_app: str, services: Services, console: Console
 ) -> None:
     with session_scope(services.engine) as session:
         accounts.create_user(
@@ -379,8 +326,7 @@ def test_an_editor_signs_in_and_out_from_the_keyboard(
             "a long enough password",
             services.clock.now(),
         )
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    console.expect("the server responded with a status of 401")  # the wrong password
     page.goto(f"{live_app}/admin/")
     page.get_by_label("Email address").fill("editor@example.org")
     page.get_by_label("Password").fill("a wrong password")
@@ -397,5 +343,3 @@ def test_an_editor_signs_in_and_out_from_the_keyboard(
     page.get_by_role("button", name="Sign in").wait_for()
     page.goto(f"{live_app}/admin/")
     assert page.get_by_role("button", name="Sign in").is_visible(), "signed out for good"
-    expected = "the server responded with a status of 401"  # the wrong password, above
-    assert [e for e in errors if expected not in e] == []

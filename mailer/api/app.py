@@ -8,14 +8,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import admin, archive, errors, public
+from mailer.api import archive, errors, public
 from mailer.api.editors import articles, digests, feeds, forms, lists, sends, subscribers
-from mailer.api.pages import Pages
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
+from mailer.web import admin
+from mailer.web.admin import errors as admin_errors
+from mailer.web.headers import SecurityHeaders
+from mailer.web.pages import STATIC, Pages
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,10 @@ def create_app(
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type"],
     )
+    app.add_middleware(SecurityHeaders)
     errors.install(app)
+    admin_errors.install(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(public.router)
     app.include_router(archive.router)
     app.include_router(admin.router)

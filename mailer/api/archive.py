@@ -10,11 +10,11 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
 
 from mailer.api.deps import ServicesDep
-from mailer.api.pages import Pages
 from mailer.db import session_scope
 from mailer.delivery.render import fill
 from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
+from mailer.web.pages import Pages
 
 router = APIRouter(prefix="/archive", tags=["archive"])
 PUBLISHED = (SendStatus.sending, SendStatus.done, SendStatus.paused)

@@ -1,18 +1,24 @@
-"""FastAPI dependencies: services, database sessions, editor authentication, client IP."""
+"""FastAPI dependencies: services, database sessions, editor authentication, client IP.
+
+The editors' API takes a bearer API key, or the session cookie of an editor signed in to
+/admin/ (the web interface is a client of this API). With the cookie, a call that
+changes anything must also carry the session's CSRF token in `X-CSRF-Token`.
+"""
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from mailer import apikeys
+from mailer import accounts, apikeys
 from mailer.db import session_scope
-from mailer.models import ApiKey
 from mailer.services import Services
 
 
@@ -33,11 +39,44 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False)
 
 
+SESSION_COOKIE = "mailer_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Editor:
+    """Who is calling the editors' API: an API key, or a person signed in to /admin/."""
+
+    name: str
+    role: str
+    user_id: int | None = None
+
+
+def _signed_in_editor(request: Request, services: Services) -> Editor | None:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not token:
+        return None
+    with session_scope(services.engine) as session:
+        current = accounts.signed_in(session, token, services.clock.now())
+        if current is None:
+            return None
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), current.session.csrf_token.encode()):
+                raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
+        return Editor(name=current.user.email, role=current.user.role, user_id=current.user.id)
+
+
 def require_editor(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiKey:
+) -> Editor:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        editor = _signed_in_editor(request, services)
+        if editor is not None:
+            return editor
         raise HTTPException(
             401,
             "an API key is required (Authorization: Bearer <key>)",
@@ -47,12 +86,12 @@ def require_editor(
     # a streaming answer must not keep a transaction open while it streams.
     with session_scope(services.engine) as session:
         key = apikeys.authenticate(session, credentials.credentials)
-    if key is None:
-        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    return key
+        if key is None:
+            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        return Editor(name=key.name, role="editor")
 
 
-EditorDep = Annotated[ApiKey, Depends(require_editor)]
+EditorDep = Annotated[Editor, Depends(require_editor)]
 
 
 def client_ip(request: Request, trusted_proxies: list[str]) -> str:

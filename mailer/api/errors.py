@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mailer.subscriptions.errors import (
     Conflict,
@@ -14,6 +14,7 @@ from mailer.subscriptions.errors import (
     UnknownForm,
     UnknownList,
 )
+from mailer.web.admin.errors import error_page, is_admin
 
 STATUS = {
     InvalidInput: 422,
@@ -37,6 +38,8 @@ def _detail(exc: SubscriptionError) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(SubscriptionError)
-    async def domain_error(_request: Request, exc: SubscriptionError) -> JSONResponse:
+    async def domain_error(request: Request, exc: SubscriptionError) -> Response:
         status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+        if is_admin(request):
+            return error_page(request, status, _detail(exc))
         return JSONResponse({"detail": _detail(exc)}, status_code=status)

@@ -19,7 +19,6 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from mailer.api.deps import ServicesDep, client_ip
-from mailer.api.pages import Pages
 from mailer.db import ping, session_scope
 from mailer.delivery import outbox
 from mailer.models import MailingList, Subscriber, SubscriptionStatus
@@ -34,6 +33,7 @@ from mailer.subscriptions.errors import (
     UnknownForm,
 )
 from mailer.tokens import BadToken, Purpose
+from mailer.web.pages import Pages
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -1,4 +1,5 @@
-"""Server-rendered pages for readers (Jinja2 templates in mailer/web/templates)."""
+"""Server-rendered pages: the Jinja2 environment over mailer/web/templates, and where the
+static files (CSS, scripts) live."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class Pages:

@@ -1,5 +1,5 @@
-"""/admin/: the editors' web interface. For now: signing in and out with server-side
-sessions, CSRF tokens on every form, and throttled failed sign-ins."""
+"""Signing in to and out of /admin/: server-side sessions, a double-submit CSRF token on
+the sign-in form, the session's token on sign-out, and throttled failed sign-ins."""
 
 from __future__ import annotations
 
@@ -12,26 +12,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mailer import accounts
-from mailer.api.deps import ServicesDep, SessionDep, client_ip
-from mailer.api.pages import Pages
+from mailer.api.deps import SESSION_COOKIE, ServicesDep, SessionDep, client_ip
 from mailer.ratelimit import retry_after_header
+from mailer.web.admin.common import PAGE_HEADERS, pages
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
-SESSION_COOKIE = "mailer_session"
 LOGIN_CSRF_COOKIE = "mailer_login_csrf"
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
-    "frame-ancestors 'none'; form-action 'self'",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
+HOME = "/admin/dashboard"
 
 
 def _secure(services: ServicesDep) -> bool:
@@ -47,7 +35,7 @@ def _login_page(
 ) -> Response:
     """The sign-in form with a fresh double-submit CSRF token (cookie and hidden field)."""
     csrf = secrets.token_urlsafe(32)
-    response = _pages(request).render(
+    response = pages(request).render(
         "admin/login.html",
         status_code=status_code,
         headers=PAGE_HEADERS,
@@ -68,15 +56,13 @@ def _login_page(
 
 @router.get("/")
 def admin_home(request: Request, services: ServicesDep, session: SessionDep) -> Response:
-    """The editors' start page, or the sign-in form when not signed in."""
+    """The sign-in form, or the dashboard when already signed in."""
     current = accounts.signed_in(
         session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
     )
     if current is None:
         return _login_page(request, services)
-    return _pages(request).render(
-        "admin/home.html", headers=PAGE_HEADERS, user=current.user, csrf=current.session.csrf_token
-    )
+    return RedirectResponse(HOME, status_code=303, headers=PAGE_HEADERS)
 
 
 @router.post("/login")
@@ -110,12 +96,13 @@ def admin_login(
         return _login_page(request, services, 401, "That address and password do not match.", email)
     lifetime = timedelta(hours=services.settings.admin.session_hours)
     token = accounts.start_session(session, user, services.clock.now(), lifetime)
-    response = RedirectResponse("/admin/", status_code=303, headers={"Cache-Control": "no-store"})
+    response = RedirectResponse(HOME, status_code=303, headers=PAGE_HEADERS)
+    # Path "/" so the pages' scripts can call /api/v1 as the signed-in editor.
     response.set_cookie(
         SESSION_COOKIE,
         token,
         max_age=int(lifetime.total_seconds()),
-        path="/admin",
+        path="/",
         httponly=True,
         samesite="strict",
         secure=_secure(services),
@@ -140,5 +127,5 @@ def admin_logout(
         return Response("missing or wrong CSRF token", status_code=403, headers=PAGE_HEADERS)
     accounts.end_session(session, current.session, services.clock.now())
     response = RedirectResponse("/admin/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/admin")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response

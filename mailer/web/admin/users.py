@@ -1,0 +1,7 @@
+"""/admin/users: Users and API keys (administrators only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/admin/users")
