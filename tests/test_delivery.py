@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from mailer.delivery.compose import escaped, personalize
 from mailer.delivery.message import BulkMessageMaker
-from mailer.delivery.render import RECIPIENT, RenderedMail
+from mailer.delivery.render import RECIPIENT, RenderedMail, fill, recipient_values
 from tests.conftest import SmtpSink
 
 READER = "reader@example.com"
@@ -96,3 +96,20 @@ def test_a_body_encoded_once_reads_back_like_one_rendered_per_recipient(name: st
     assert plain.replace("\r\n", "\n") == expected.text
     rich = parsed.get_body(preferencelist=("html",)).get_content()
     assert rich.replace("\r\n", "\n").rstrip("\n") == expected.html
+
+
+def test_a_greeting_reads_well_with_and_without_a_name() -> None:
+    template = f"Hello{RECIPIENT.greeting_name}, here is the latest."
+    anna = recipient_values("https://example.org/u/x", "Anna", "anna@example.org")
+    nameless = recipient_values("https://example.org/u/y", "", "reader@example.org")
+    assert fill(template, anna) == "Hello Anna, here is the latest."
+    assert fill(template, nameless) == "Hello, here is the latest."
+    maker = BulkMessageMaker("News", "news@example.org", "example.org", {})
+    mail = RenderedMail(subject="News", text=template, html=f"<p>{template}</p>")
+    now = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    data = maker.build_prepared(
+        "reader@example.org", "News", maker.prepare(mail), nameless, escaped(nameless), now, []
+    )
+    parsed = message_from_bytes(data, policy=policy.default)
+    plain = parsed.get_body(preferencelist=("plain",)).get_content()
+    assert plain.strip() == "Hello, here is the latest."

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.delivery import message
-from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, fill
+from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, fill, recipient_values
 from mailer.models import (
     Article,
     Confirmation,
@@ -222,11 +222,7 @@ class Composer:
         """The recipient's values for the markers, and the List-* headers."""
         token = self.signer.sign(Purpose.unsubscribe, {"s": subscriber.id, "l": mailing_list.id})
         unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
-        values = {
-            "unsubscribe_url": unsubscribe_url,
-            "name": subscriber.name,
-            "email": subscriber.email,
-        }
+        values = recipient_values(unsubscribe_url, subscriber.name, subscriber.email)
         mailto = f"mailto:{self.unsubscribe_mailbox}?subject=unsubscribe%20{token}"
         headers = [
             ("List-Id", [f"<{mailing_list.slug}.{self.msgid_domain}>"]),

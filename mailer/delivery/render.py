@@ -27,19 +27,35 @@ class _RecipientMarkers:
     unsubscribe_url = "@@mailer:unsubscribe_url@@"
     name = "@@mailer:name@@"
     email = "@@mailer:email@@"
+    greeting_name = "@@mailer:greeting_name@@"
+    """The name after a space, or nothing: `Hello{{ recipient.greeting_name }},`."""
 
 
 RECIPIENT = _RecipientMarkers()
-MARKER_PATTERN = re.compile(r"@@mailer:(unsubscribe_url|name|email)@@")
+MARKER_PATTERN = re.compile(r"@@mailer:(unsubscribe_url|name|email|greeting_name)@@")
 MARKERS = {
     "unsubscribe_url": RECIPIENT.unsubscribe_url,
     "name": RECIPIENT.name,
     "email": RECIPIENT.email,
+    "greeting_name": RECIPIENT.greeting_name,
 }
+
+
+def recipient_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
+    """One recipient's values for the markers."""
+    return {
+        "unsubscribe_url": unsubscribe_url,
+        "name": name,
+        "email": email,
+        "greeting_name": f" {name}" if name else "",
+    }
 
 
 def fill(rendered: str, values: dict[str, str]) -> str:
     """Put one recipient's values where the markers are."""
+    values = recipient_values(
+        values.get("unsubscribe_url", ""), values.get("name", ""), values.get("email", "")
+    )
     for field, marker in MARKERS.items():
         if marker in rendered:
             rendered = rendered.replace(marker, values.get(field, ""))
