@@ -171,6 +171,13 @@ def export_rows(engine: Engine, list_slug: str | None) -> Iterator[list[str]]:
             return
 
 
+def export_csv_lines(engine: Engine, list_slug: str | None) -> Iterator[str]:
+    """The export as CSV text, a header line first, one line at a time."""
+    yield csv_line(EXPORT_COLUMNS)
+    for row in export_rows(engine, list_slug):
+        yield csv_line(row)
+
+
 def csv_line(values: list[str]) -> str:
     """One CSV line; cells starting with = + - @ are quoted against spreadsheet formulas."""
     buffer = io.StringIO()

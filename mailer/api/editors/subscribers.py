@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -19,7 +18,7 @@ from mailer.schemas import (
     SubscriptionPublic,
     SuppressionPublic,
 )
-from mailer.subscriptions import erasure, ledger, suppression, transfer
+from mailer.subscriptions import directory, erasure, ledger, suppression, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import NotFound
 
@@ -83,18 +82,15 @@ def search(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[SubscriberPublic]:
     """Subscribers matching the normalized `email` (or a list and status), oldest first."""
-    query = select(Subscriber).order_by(col(Subscriber.id)).limit(limit).offset(offset)
-    if email is not None:
-        query = query.where(col(Subscriber.email) == normalize_email(email))
-    if list_slug or status:
-        query = query.join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
-        if list_slug:
-            query = query.join(MailingList, col(MailingList.id) == Subscription.list_id).where(
-                col(MailingList.slug) == list_slug
-            )
-        if status:
-            query = query.where(col(Subscription.status) == status)
-    return [public(session, subscriber) for subscriber in session.scalars(query).unique()]
+    found = directory.search(
+        session,
+        email=normalize_email(email) if email is not None else None,
+        list_slug=list_slug,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+    return [public(session, subscriber) for subscriber in found]
 
 
 @router.get("/export.csv", response_class=StreamingResponse)
@@ -104,14 +100,8 @@ def export_csv(
     list_slug: Annotated[str | None, Query(alias="list", max_length=64)] = None,
 ) -> StreamingResponse:
     """Every subscription as CSV (erased subscribers left out), streamed."""
-
-    def lines() -> Iterator[str]:
-        yield transfer.csv_line(transfer.EXPORT_COLUMNS)
-        for row in transfer.export_rows(services.engine, list_slug):
-            yield transfer.csv_line(row)
-
     return StreamingResponse(
-        lines(),
+        transfer.export_csv_lines(services.engine, list_slug),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
     )
