@@ -2,6 +2,8 @@
 
 A session cookie carries a random token; the database keeps only its SHA-256, with the
 session's CSRF token and expiry. Signing out ends the session on the server.
+Administrators list users, change their role and disable them (which ends their
+sessions); the last active administrator cannot be removed.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pwdlib import PasswordHash
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from mailer.models import User, UserRole, WebSession
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import Conflict, InvalidInput
+from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 _hasher = PasswordHash.recommended()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -25,6 +28,24 @@ MIN_PASSWORD_LENGTH = 12
 
 class WeakPassword(ValueError):
     """The password is too short to protect an editor's account."""
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active administrator (or lock the acting one out)."""
+
+
+def generate_password() -> str:
+    """A strong random password (24 URL-safe characters) for a new account."""
+    return secrets.token_urlsafe(18)
+
+
+def parse_role(value: str) -> UserRole:
+    """The role named `value`; InvalidInput for anything else."""
+    try:
+        return UserRole(value)
+    except ValueError as exc:
+        roles = " or ".join(role.value for role in UserRole)
+        raise InvalidInput("role", f"must be {roles}, not {value!r}") from exc
 
 
 def create_user(session: Session, email: str, role: UserRole, password: str, now: datetime) -> User:
@@ -105,3 +126,66 @@ def end_session(session: Session, web_session: WebSession, now: datetime) -> Non
     web_session.ended_at = now
     session.add(web_session)
     session.flush()
+
+
+def all_users(session: Session) -> list[User]:
+    """Every account, active ones first, by address."""
+    return list(
+        session.exec(select(User).order_by(col(User.disabled_at).is_not(None), col(User.email)))
+    )
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user")
+    return user
+
+
+def _active_admins(session: Session) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(User)
+            .where(col(User.role) == UserRole.admin, col(User.disabled_at).is_(None))
+        ).one()
+    )
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    if user.role == UserRole.admin and user.disabled_at is None and _active_admins(session) <= 1:
+        raise LastAdmin(f"{user.email} is the last active administrator")
+
+
+def set_role(session: Session, user_id: int, role: UserRole) -> User:
+    """Side effect: the user's role changes (on their next request). LastAdmin when it
+    would demote the last active administrator."""
+    user = get_user(session, user_id)
+    if user.role == role:
+        return user
+    if role != UserRole.admin:
+        _keep_an_admin(session, user)
+    user.role = role
+    session.add(user)
+    session.flush()
+    return user
+
+
+def disable_user(session: Session, user_id: int, acting_user_id: int, now: datetime) -> User:
+    """Side effects: the user can no longer sign in and all their sessions end at once.
+    LastAdmin when `acting_user_id` disables themself or the last active administrator."""
+    user = get_user(session, user_id)
+    if user.id == acting_user_id:
+        raise LastAdmin("you cannot disable your own account")
+    if user.disabled_at is not None:
+        return user
+    _keep_an_admin(session, user)
+    user.disabled_at = now
+    session.add(user)
+    session.execute(
+        update(WebSession)
+        .where(col(WebSession.user_id) == user_id, col(WebSession.ended_at).is_(None))
+        .values(ended_at=now)
+    )
+    session.flush()
+    return user

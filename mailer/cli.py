@@ -205,8 +205,6 @@ def user_create(
     config_path: ConfigOption = None,
 ) -> None:
     """Create an account for /admin/; the password is prompted for or generated."""
-    import secrets
-
     from mailer import accounts
     from mailer.subscriptions.errors import Conflict, InvalidInput
 
@@ -214,7 +212,7 @@ def user_create(
     engine = _engine(settings, migrate_sqlite=True)
     generated = generate or not sys.stdin.isatty()
     if generated:
-        password = secrets.token_urlsafe(18)
+        password = accounts.generate_password()
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
