@@ -92,12 +92,25 @@ def get(session: Session, article_id: int) -> Article:
     return article
 
 
+def carried(session: Session, article_id: int) -> bool:
+    """Whether a digest has sent this article (it is then kept for the archive)."""
+    found = session.exec(
+        select(DigestArticle.send_id).where(col(DigestArticle.article_id) == article_id)
+    ).first()
+    return found is not None
+
+
 def delete(session: Session, article_id: int) -> None:
     """Remove an article that no digest has carried yet."""
     article = get(session, article_id)
-    carried = session.exec(
-        select(DigestArticle).where(col(DigestArticle.article_id) == article_id)
-    ).first()
-    if carried is not None:
+    if carried(session, article_id):
         raise Conflict("the article went out in a digest and is kept for its archive")
     session.delete(article)
+
+
+def recent_topics(session: Session, sample: int = 500) -> list[str]:
+    """The topics of the latest `sample` articles, sorted: choices for a topic filter."""
+    rows = session.exec(
+        select(Article.topics).order_by(col(Article.published_at).desc()).limit(sample)
+    )
+    return sorted({topic for topics in rows for topic in topics})

@@ -153,6 +153,13 @@ def poll(engine: Engine, feed_id: int, now: datetime) -> PollResult:
     return result
 
 
+def poll_now(engine: Engine, feed_id: int, now: datetime) -> PollResult:
+    """Poll one feed at an editor's request; NotFound when there is no such feed."""
+    with session_scope(engine) as session:
+        get(session, feed_id)
+    return poll(engine, feed_id, now)
+
+
 def _record(
     engine: Engine, feed_id: int, result: PollResult, now: datetime, fetched: Fetched | None
 ) -> None:
@@ -203,6 +210,11 @@ def get(session: Session, feed_id: int) -> Feed:
     if feed is None:
         raise NotFound("feed")
     return feed
+
+
+def delete(session: Session, feed_id: int) -> None:
+    """Stop polling a feed; the articles it brought stay."""
+    session.delete(get(session, feed_id))
 
 
 def all_feeds(session: Session) -> list[Feed]:

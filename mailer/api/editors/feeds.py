@@ -34,14 +34,7 @@ def list_feeds(session: SessionDep, _editor: EditorDep) -> list[FeedPublic]:
 async def poll_now(feed_id: int, services: ServicesDep, _editor: EditorDep) -> PollOutcome:
     """Poll the feed now and say what came of it."""
 
-    def run() -> feeds.PollResult:
-        from mailer.db import session_scope
-
-        with session_scope(services.engine) as session:
-            feeds.get(session, feed_id)
-        return feeds.poll(services.engine, feed_id, services.clock.now())
-
-    result = await run_in_threadpool(run)
+    result = await run_in_threadpool(feeds.poll_now, services.engine, feed_id, services.clock.now())
     return PollOutcome(
         status=result.status, new=result.new, updated=result.updated, error=result.error
     )
@@ -50,5 +43,5 @@ async def poll_now(feed_id: int, services: ServicesDep, _editor: EditorDep) -> P
 @router.delete("/{feed_id}", status_code=204)
 def delete_feed(feed_id: int, session: SessionDep, _editor: EditorDep) -> Response:
     """Stop polling a feed; its articles stay."""
-    session.delete(feeds.get(session, feed_id))
+    feeds.delete(session, feed_id)
     return Response(status_code=204)

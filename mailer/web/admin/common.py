@@ -34,6 +34,7 @@ NOTICES = {
     "cancelled": "The send is cancelled.",
     "revoked": "Revoked.",
     "disabled": "The account is disabled and signed out everywhere.",
+    "polled": "The feed was polled: the result is in its row below.",
 }
 
 
