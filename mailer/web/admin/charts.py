@@ -84,7 +84,7 @@ def _frame(
     days: list[date], top_value: int, width: int, height: int, legend_rows: int
 ) -> tuple[Box, list[Tick], list[Tick], int]:
     maximum, step = nice_ceiling(top_value)
-    box = Box(left=48, top=12, right=width - 12, bottom=height - 36 - 20 * legend_rows)
+    box = Box(left=48, top=12, right=width - 28, bottom=height - 36 - 20 * legend_rows)
     y_ticks = [Tick(_y(box, value, maximum), str(value)) for value in range(0, maximum + 1, step)]
     every = max(1, len(days) // 6)
     x_ticks = [
