@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,50 @@ class AdminSettings(Section):
     login_window_seconds: float = Field(default=900.0, gt=0)
 
 
+HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+# Font names, generic families, commas, spaces and quotes: nothing that can end a CSS
+# declaration or open a block, since the value is written into /theme.css.
+FONT_FAMILY = re.compile(r"[A-Za-z0-9 ,'\"-]{1,200}")
+LOGO_URL = re.compile(r"(https://[^\s\"'<>()\\]+|/(?!/)[^\s\"'<>()\\]*)")
+
+
+class ThemeSettings(Section):
+    """How the readers' pages look: logo, colours and font (served as /theme.css)."""
+
+    language: Literal["en", "de"] = "en"
+    """The language of the readers' pages (the message catalogues shipped)."""
+    logo_url: str = ""
+    """An https:// URL or a path on this server; shown above the heading. Empty: no logo."""
+    accent_color: str = "#1d4ed8"
+    text_color: str = "#1f2933"
+    background_color: str = "#ffffff"
+    font_family: str = '-apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif'
+
+    @field_validator("accent_color", "text_color", "background_color")
+    @classmethod
+    def _hex_color(cls, value: str) -> str:
+        if not HEX_COLOR.fullmatch(value):
+            raise ValueError(f"{value!r} is not a colour: write it as #rgb or #rrggbb")
+        return value.lower()
+
+    @field_validator("font_family")
+    @classmethod
+    def _font_family(cls, value: str) -> str:
+        if not FONT_FAMILY.fullmatch(value) or value.count('"') % 2 or value.count("'") % 2:
+            raise ValueError(
+                "must be font names separated by commas (letters, digits, spaces, dashes "
+                "and balanced quotes only)"
+            )
+        return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo_url(cls, value: str) -> str:
+        if value and not LOGO_URL.fullmatch(value):
+            raise ValueError("must be an https:// URL or a path starting with / (or empty)")
+        return value
+
+
 class DigestSettings(Section):
     first_lookback_hours: float = 24.0
     """A digest's first send carries the articles published this long before it."""
@@ -181,6 +226,7 @@ class Settings(BaseSettings):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    theme: ThemeSettings = Field(default_factory=ThemeSettings)
 
     @field_validator("public_url")
     @classmethod

@@ -87,6 +87,10 @@ class Form(SQLModel, table=True):
     consent_checkbox: bool = False
     """When true the form shows an unticked box that must be ticked to submit."""
     redirect_url: str = Field(default="", max_length=2000)
+    thanks_message: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default="")
+    )
+    """Shown on the form's thank-you page instead of the standard text; empty: standard."""
     created_at: datetime
     updated_at: datetime
 

@@ -54,7 +54,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.pages = Pages(services.settings.mail.site_name)
+    app.state.pages = Pages(services.settings.mail.site_name, services.settings.theme)
     # Signup forms are embedded on other sites: any origin may post, never with cookies.
     # Authorization is not an allowed header, so browsers cannot call the editors' API
     # cross-origin.

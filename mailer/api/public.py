@@ -40,19 +40,44 @@ router = APIRouter()
 
 MAX_FIELD_LENGTH = 2000
 TRUE_VALUES = {"1", "true", "on", "yes"}
+THEME_HEADERS = {"Cache-Control": "public, max-age=300"}
+
+
+def N_(message: str) -> str:  # noqa: N802 (the name pybabel looks for)
+    """Marks a message for the catalogues; it is translated where it is shown."""
+    return message
 
 
 class BadRequest(Exception):
-    """A request the reader (or a bot) must fix; carries the status to answer with."""
+    """A request the reader (or a bot) must fix; carries the status to answer with.
+
+    `message` is English with %(name)s placeholders filled from `params`; readers see it
+    in their language. `general` is shown instead when the catalogue cannot translate
+    `message` (a library's own sentence)."""
 
     def __init__(
-        self, status: int, message: str, field: str = "", headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        field: str = "",
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        general: str = "",
     ) -> None:
-        super().__init__(message)
+        self.template = message
+        self.params = params or {}
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
         self.status = status
-        self.message = message
         self.field = field
         self.headers = headers or {}
+        self.general = general
+
+    def for_reader(self, pages: Pages) -> str:
+        """The message in the readers' language."""
+        if not pages.knows(self.template) and self.general:
+            return pages.gettext(self.general)
+        return pages.gettext(self.template, **self.params)
 
 
 @dataclass
@@ -72,19 +97,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise BadRequest(413, f"the request body is larger than {limit} bytes")
+                raise BadRequest(
+                    413,
+                    N_("the request body is larger than %(limit)s bytes"),
+                    params={"limit": limit},
+                )
         except ValueError as exc:
-            raise BadRequest(400, "bad Content-Length") from exc
+            raise BadRequest(400, N_("bad Content-Length")) from exc
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise BadRequest(413, f"the request body is larger than {limit} bytes")
+                raise BadRequest(
+                    413,
+                    N_("the request body is larger than %(limit)s bytes"),
+                    params={"limit": limit},
+                )
             chunks.append(chunk)
     except ClientDisconnect as exc:
-        raise BadRequest(400, "the client went away before sending the whole body") from exc
+        raise BadRequest(400, N_("the client went away before sending the whole body")) from exc
     body = b"".join(chunks)
     request._body = body  # let request.form() parse what was already read
     return body
@@ -97,7 +130,7 @@ def _as_list(value: Any) -> list[str]:
     result: list[str] = []
     for item in values:
         if not isinstance(item, str):
-            raise BadRequest(422, "lists must be list slugs", "lists")
+            raise BadRequest(422, N_("lists must be list slugs"), "lists")
         result.extend(part.strip() for part in item.split(",") if part.strip())
     return result
 
@@ -111,10 +144,10 @@ def _text(values: dict[str, Any], name: str) -> str:
     if isinstance(value, bool):
         return "true" if value else ""
     if not isinstance(value, str | int | float):
-        raise BadRequest(422, f"{name} must be a string", name)
+        raise BadRequest(422, N_("%(name)s must be a string"), name, params={"name": name})
     text = str(value)
     if len(text) > MAX_FIELD_LENGTH:
-        raise BadRequest(422, f"{name} is too long", name)
+        raise BadRequest(422, N_("%(name)s is too long"), name, params={"name": name})
     return text
 
 
@@ -131,9 +164,9 @@ async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bo
         try:
             values = json.loads(body or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(400, "the body is not valid JSON") from exc
+            raise BadRequest(400, N_("the body is not valid JSON")) from exc
         if not isinstance(values, dict):
-            raise BadRequest(400, "the JSON body must be an object")
+            raise BadRequest(400, N_("the JSON body must be an object"))
         return values, True
     if content_type == "application/x-www-form-urlencoded":
         try:
@@ -144,22 +177,22 @@ async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bo
                 max_num_fields=50,
             )
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(400, "the form body is malformed") from exc
+            raise BadRequest(400, N_("the form body is malformed")) from exc
         values = {k: v if _many(k) else v[0] for k, v in parsed.items()}
         return values, False
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=0, max_fields=50)
         except Exception as exc:  # python-multipart raises several types on bad input
-            raise BadRequest(400, "the multipart body is malformed") from exc
+            raise BadRequest(400, N_("the multipart body is malformed")) from exc
         values = {}
         for key in form:
             items = form.getlist(key)
             if any(isinstance(item, UploadFile) for item in items):
-                raise BadRequest(400, "file uploads are not accepted")
+                raise BadRequest(400, N_("file uploads are not accepted"))
             values[key] = items if _many(key) else items[0]
         return values, False
-    raise BadRequest(415, "send application/json, urlencoded or multipart form data")
+    raise BadRequest(415, N_("send application/json, urlencoded or multipart form data"))
 
 
 def wants_json(request: Request, json_body: bool) -> bool:
@@ -181,9 +214,11 @@ def signup_fields(values: dict[str, Any], request: Request) -> SignupFields:
     return fields
 
 
-def error_response(exc: BadRequest, as_json: bool, pages: Pages) -> Response:
+def error_response(exc: BadRequest, as_json: bool, pages: Pages, back_url: str = "") -> Response:
+    """The refusal in the readers' language: JSON for scripts (embed.js shows `detail`),
+    else a page with a link back to the form."""
     if as_json:
-        body: dict[str, Any] = {"detail": exc.message}
+        body: dict[str, Any] = {"detail": exc.for_reader(pages)}
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
@@ -191,9 +226,9 @@ def error_response(exc: BadRequest, as_json: bool, pages: Pages) -> Response:
         "message.html",
         status_code=exc.status,
         headers=exc.headers,
-        title="We could not sign you up",
-        message=exc.message,
-        back=True,
+        title=pages.gettext("We could not sign you up"),
+        message=exc.for_reader(pages),
+        back_url=back_url,
     )
 
 
@@ -208,21 +243,24 @@ async def subscribe(request: Request, services: ServicesDep) -> Response:
     settings = services.settings.signup
     as_json = "application/json" in request.headers.get("content-type", "")
     ip = client_ip(request, settings.trusted_proxies)
+    back_url = ""
     try:
         wait = services.ip_limiter.hit(ip)
         if wait:
             raise BadRequest(
                 429,
-                "too many signups from your network; try again later",
+                N_("too many signups from your network; try again later"),
                 headers={"Retry-After": retry_after_header(wait)},
             )
         values, as_json = await parse_fields(request, settings.max_body_bytes)
         as_json = wants_json(request, as_json)
         fields = signup_fields(values, request)
+        if not as_json and catalog.SLUG.fullmatch(fields.form):
+            back_url = f"/forms/{fields.form}"
         result = await run_in_threadpool(_signup, services, request, fields, ip)
     except BadRequest as exc:
         services.metrics.signups_rejected.labels(reason=str(exc.status)).inc()
-        return error_response(exc, as_json, _pages(request))
+        return error_response(exc, as_json, _pages(request), back_url)
     if result is not None:
         services.metrics.signups.inc()
         services.sender.notify()
@@ -235,6 +273,14 @@ def _thanks_url(services: Services, form_slug: str) -> str:
     with session_scope(services.engine) as session:
         form = catalog.form_by_slug(session, form_slug)
         return form.redirect_url or f"/forms/{form.slug}/thanks"
+
+
+# What a reader is told when the catalogue has no translation of a field's exact problem.
+_GENERAL = {
+    "email": N_("Please enter a valid email address."),
+    "name": N_("Please check the name you entered."),
+    "source_url": N_("The address of the page you came from is not valid."),
+}
 
 
 def _reader_message(exc: InvalidInput) -> str:
@@ -254,7 +300,9 @@ def _signup(
         try:
             form = catalog.form_by_slug(session, fields.form)
         except UnknownForm as exc:
-            raise BadRequest(404, f"there is no signup form {fields.form!r}", "form") from exc
+            raise BadRequest(
+                404, N_("there is no signup form %(form)r"), "form", params={"form": fields.form}
+            ) from exc
         if fields.website:
             log.info("honeypot filled on form %s; ignored", form.slug)
             return None
@@ -264,7 +312,10 @@ def _signup(
         unknown = [slug for slug in fields.lists if slug not in offered]
         if unknown:
             raise BadRequest(
-                422, f"form {form.slug!r} does not offer {', '.join(unknown)}", "lists"
+                422,
+                N_("form %(form)r does not offer %(lists)s"),
+                "lists",
+                params={"form": form.slug, "lists": ", ".join(unknown)},
             )
         chosen = [offered[slug] for slug in dict.fromkeys(fields.lists)] or list(offered.values())
         try:
@@ -272,14 +323,16 @@ def _signup(
             name = check_header_safe("name", fields.name)[:200]
             check_header_safe("source_url", fields.source_url)
         except InvalidInput as exc:
-            raise BadRequest(422, _reader_message(exc), exc.field) from exc
+            raise BadRequest(
+                422, _reader_message(exc), exc.field, general=_GENERAL.get(exc.field, "")
+            ) from exc
         if form.consent_checkbox and not fields.consent:
-            raise BadRequest(422, "please tick the box to agree to the terms", "consent")
+            raise BadRequest(422, N_("please tick the box to agree to the terms"), "consent")
         wait = services.address_limiter.hit(address_digest(email))
         if wait:
             raise BadRequest(
                 429,
-                "too many signups for this address; try again later",
+                N_("too many signups for this address; try again later"),
                 headers={"Retry-After": retry_after_header(wait)},
             )
         context = ledger.ConsentContext(
@@ -310,13 +363,16 @@ def _form_view(services: Services, slug: str) -> dict[str, Any]:
         try:
             form = catalog.form_by_slug(session, slug)
         except UnknownForm as exc:
-            raise BadRequest(404, f"there is no signup form {slug!r}") from exc
+            raise BadRequest(
+                404, N_("there is no signup form %(form)r"), params={"form": slug}
+            ) from exc
         lists = catalog.lists_of_form(session, form)
         return {
             "slug": form.slug,
             "heading": form.heading,
             "consent_text": form.consent_text,
             "consent_checkbox": form.consent_checkbox,
+            "thanks_message": form.thanks_message,
             "lists": [{"slug": item.slug, "name": item.name} for item in lists],
         }
 
@@ -360,6 +416,12 @@ def embed_script(form_slug: str, request: Request, services: ServicesDep) -> Res
         media_type="application/javascript",
         headers={"Cache-Control": "public, max-age=300"},
     )
+
+
+@router.get("/theme.css", tags=["public"], include_in_schema=False)
+def theme_css(request: Request) -> Response:
+    """The configured colours and font as CSS custom properties (reader.css uses them)."""
+    return Response(_pages(request).css, media_type="text/css", headers=THEME_HEADERS)
 
 
 # ---- confirm ---------------------------------------------------------------------------
@@ -430,8 +492,8 @@ def _bad_link(pages: Pages) -> Response:
     return pages.render(
         "message.html",
         status_code=404,
-        title="This link is not valid",
-        message="Please check that you copied the whole link from the email.",
+        title=pages.gettext("This link is not valid"),
+        message=pages.gettext("Please check that you copied the whole link from the email."),
     )
 
 
@@ -439,8 +501,8 @@ def _expired_link(pages: Pages) -> Response:
     return pages.render(
         "message.html",
         status_code=410,
-        title="This link has expired",
-        message="Please sign up again; we will send you a new link.",
+        title=pages.gettext("This link has expired"),
+        message=pages.gettext("Please sign up again; we will send you a new link."),
     )
 
 
@@ -574,7 +636,12 @@ def _apply_preferences(
         lists = {item.slug: item for item in session.scalars(select(MailingList))}
         unknown = wanted - lists.keys()
         if unknown:
-            raise BadRequest(422, f"unknown list {', '.join(sorted(unknown))}", "lists")
+            raise BadRequest(
+                422,
+                N_("unknown list %(lists)s"),
+                "lists",
+                params={"lists": ", ".join(sorted(unknown))},
+            )
         statuses = {
             item.slug: status for item, status in leaving.list_statuses(session, subscriber_id)
         }

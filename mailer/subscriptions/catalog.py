@@ -103,6 +103,7 @@ def create_form(
     heading: str = "",
     consent_checkbox: bool = False,
     redirect_url: str = "",
+    thanks_message: str = "",
 ) -> Form:
     check_slug("slug", slug)
     if not consent_text.strip():
@@ -117,6 +118,7 @@ def create_form(
         consent_text=consent_text,
         consent_checkbox=consent_checkbox,
         redirect_url=redirect_url,
+        thanks_message=thanks_message,
         created_at=now,
         updated_at=now,
     )
@@ -146,6 +148,7 @@ def update_form(
     heading: str | None = None,
     consent_checkbox: bool | None = None,
     redirect_url: str | None = None,
+    thanks_message: str | None = None,
 ) -> Form:
     """Change a form; new consent wording becomes a new version, the old ones are kept."""
     assert form.id is not None
@@ -172,6 +175,8 @@ def update_form(
             session.add(FormList(form_id=form.id, list_id=mailing_list.id))
     if redirect_url is not None:
         form.redirect_url = check_redirect_url(redirect_url)
+    if thanks_message is not None:
+        form.thanks_message = thanks_message
     if name is not None:
         form.name = name
     if heading is not None:

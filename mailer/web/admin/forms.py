@@ -1,8 +1,315 @@
 """/admin/forms: signup forms: consent wording (versioned), lists offered, thank-you
-page, embed snippet."""
+page, embed snippet and a live preview.
+
+Changes go through the same catalog functions as /api/v1/forms; a new consent wording
+becomes a new consent version there. Bad input re-renders the page (422), writing nothing.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from sqlmodel import Session, col, select
+
+from mailer.accounts import SignedIn
+from mailer.api.deps import ServicesDep, SessionDep
+from mailer.api.editors.forms import public
+from mailer.models import Form, FormConsentVersion
+from mailer.subscriptions import catalog
+from mailer.subscriptions.addresses import check_header_safe
+from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownForm, UnknownList
+from mailer.web.admin.common import PostedDep, SignedInDep, pages, redirect, render
 
 router = APIRouter(prefix="/admin/forms")
+
+MAX_NAME = 200
+MAX_HEADING = 500
+MAX_CONSENT = 5000
+MAX_THANKS = 2000
+# The preview is the readers' form page shown in a frame of the editor's page only.
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+        "form-action 'none'; base-uri 'none'; object-src 'none'; frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+    "Cache-Control": "no-store",
+}
+
+
+class BadForm(Exception):
+    """What the editor must fix, in words for the page."""
+
+
+@dataclass
+class FormDraft:
+    """What the editor typed into the form editor."""
+
+    slug: str = ""
+    name: str = ""
+    heading: str = ""
+    consent_text: str = ""
+    consent_checkbox: bool = False
+    lists: list[str] = field(default_factory=list)
+    redirect_url: str = ""
+    thanks_message: str = ""
+
+    @classmethod
+    async def posted(cls, request: Request) -> FormDraft:
+        form = await request.form()
+
+        def text(name: str) -> str:
+            value = form.get(name, "")
+            # Browsers send a textarea's line breaks as CRLF; store them as LF.
+            return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+
+        return cls(
+            slug=text("slug"),
+            name=text("name"),
+            heading=text("heading"),
+            consent_text=text("consent_text"),
+            consent_checkbox=text("consent_checkbox") in ("1", "on", "true"),
+            lists=[value for value in form.getlist("lists") if isinstance(value, str)],
+            redirect_url=text("redirect_url"),
+            thanks_message=text("thanks_message"),
+        )
+
+    @classmethod
+    def of(cls, session: Session, form: Form) -> FormDraft:
+        return cls(
+            slug=form.slug,
+            name=form.name,
+            heading=form.heading,
+            consent_text=form.consent_text,
+            consent_checkbox=form.consent_checkbox,
+            lists=[item.slug for item in catalog.lists_of_form(session, form)],
+            redirect_url=form.redirect_url,
+            thanks_message=form.thanks_message,
+        )
+
+    def check(self, session: Session) -> None:
+        """Refuse what the catalog would refuse, before anything is written."""
+        if len(self.name) > MAX_NAME:
+            raise BadForm(f"The name is longer than {MAX_NAME} characters.")
+        if len(self.heading) > MAX_HEADING:
+            raise BadForm(f"The heading is longer than {MAX_HEADING} characters.")
+        if not self.consent_text:
+            raise BadForm("The consent wording must not be empty.")
+        if len(self.consent_text) > MAX_CONSENT:
+            raise BadForm(f"The consent wording is longer than {MAX_CONSENT} characters.")
+        if not self.lists:
+            raise BadForm("Choose at least one list for the form to offer.")
+        known = {item.slug for item in catalog.all_lists(session)}
+        unknown = [slug for slug in self.lists if slug not in known]
+        if unknown:
+            raise BadForm(f"There is no list {', '.join(unknown)}.")
+        if len(self.thanks_message) > MAX_THANKS:
+            raise BadForm(f"The thank-you message is longer than {MAX_THANKS} characters.")
+        try:
+            check_header_safe("name", self.name)
+            catalog.check_redirect_url(self.redirect_url)
+        except InvalidInput as exc:
+            raise BadForm(_sentence(exc)) from exc
+
+
+def _sentence(exc: InvalidInput) -> str:
+    labels = {
+        "redirect_url": "The thank-you page address",
+        "slug": "The slug",
+        "name": "The name",
+        "consent_text": "The consent wording",
+        "lists": "The lists",
+    }
+    return f"{labels.get(exc.field, exc.field)} {exc.message}."
+
+
+def _form(session: Session, slug: str) -> Form:
+    try:
+        return catalog.form_by_slug(session, slug)
+    except UnknownForm as exc:
+        raise HTTPException(404, f"There is no form {slug!r}.") from exc
+
+
+def _versions(session: Session, form: Form) -> list[FormConsentVersion]:
+    return list(
+        session.scalars(
+            select(FormConsentVersion)
+            .where(col(FormConsentVersion.form_id) == form.id)
+            .order_by(col(FormConsentVersion.version).desc())
+        )
+    )
+
+
+def _snippets(form_url: str, script_snippet: str, heading: str) -> dict[str, str]:
+    """What an editor pastes into an article page: the script, or an iframe."""
+    iframe = (
+        f'<iframe src="{escape(form_url)}" title="{escape(heading)}" width="100%" '
+        'height="420" style="border:0"></iframe>'
+    )
+    return {"script": script_snippet, "iframe": iframe}
+
+
+def _list_page(
+    request: Request,
+    current: SignedIn,
+    session: Session,
+    services: ServicesDep,
+    draft: FormDraft | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    public_url = services.settings.public_url
+    return render(
+        request,
+        current,
+        "admin/forms.html",
+        section="forms",
+        status_code=status_code,
+        forms=[public(session, form, public_url) for form in catalog.all_forms(session)],
+        lists=catalog.all_lists(session),
+        draft=draft or FormDraft(),
+        error=error,
+    )
+
+
+def _edit_page(
+    request: Request,
+    current: SignedIn,
+    session: Session,
+    services: ServicesDep,
+    form: Form,
+    draft: FormDraft | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    shown = public(session, form, services.settings.public_url)
+    return render(
+        request,
+        current,
+        "admin/form.html",
+        section="forms",
+        status_code=status_code,
+        form=shown,
+        draft=draft or FormDraft.of(session, form),
+        lists=catalog.all_lists(session),
+        versions=_versions(session, form),
+        snippets=_snippets(shown.form_url, shown.embed_snippet, shown.heading),
+        error=error,
+    )
+
+
+@router.get("")
+def forms_page(
+    request: Request, current: SignedInDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    """Every form, and a form to create one."""
+    return _list_page(request, current, session, services)
+
+
+@router.post("")
+async def create_form(
+    request: Request, current: PostedDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    draft = await FormDraft.posted(request)
+    try:
+        catalog.check_slug("slug", draft.slug)
+        draft.check(session)
+        catalog.create_form(
+            session,
+            slug=draft.slug,
+            list_slugs=draft.lists,
+            consent_text=draft.consent_text,
+            now=services.clock.now(),
+            name=draft.name,
+            heading=draft.heading,
+            consent_checkbox=draft.consent_checkbox,
+            redirect_url=draft.redirect_url,
+            thanks_message=draft.thanks_message,
+        )
+    except (BadForm, InvalidInput, UnknownList, Conflict) as exc:
+        session.rollback()
+        message = _sentence(exc) if isinstance(exc, InvalidInput) else _refusal(exc)
+        return _list_page(request, current, session, services, draft, message, 422)
+    return redirect(f"/admin/forms/{draft.slug}", "created")
+
+
+def _refusal(exc: Exception) -> str:
+    if isinstance(exc, UnknownList):
+        return f"There is no list {exc}."
+    if isinstance(exc, Conflict):
+        return "A form with that slug exists already."
+    return str(exc)
+
+
+@router.get("/{slug}")
+def form_page(
+    slug: str, request: Request, current: SignedInDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    """Edit one form; its embed snippets, consent versions and a live preview."""
+    form = _form(session, slug)
+    return _edit_page(request, current, session, services, form)
+
+
+@router.post("/{slug}")
+async def update_form(
+    slug: str, request: Request, current: PostedDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    """Save the form; a changed consent wording becomes a new consent version."""
+    form = _form(session, slug)
+    draft = await FormDraft.posted(request)
+    draft.slug = form.slug
+    try:
+        draft.check(session)
+        catalog.update_form(
+            session,
+            form,
+            services.clock.now(),
+            list_slugs=draft.lists,
+            consent_text=draft.consent_text,
+            name=draft.name or form.slug,
+            heading=draft.heading or None,
+            consent_checkbox=draft.consent_checkbox,
+            redirect_url=draft.redirect_url,
+            thanks_message=draft.thanks_message,
+        )
+    except (BadForm, InvalidInput, UnknownList) as exc:
+        session.rollback()
+        message = _sentence(exc) if isinstance(exc, InvalidInput) else _refusal(exc)
+        form = _form(session, slug)
+        return _edit_page(request, current, session, services, form, draft, message, 422)
+    return redirect(f"/admin/forms/{form.slug}", "saved")
+
+
+@router.get("/{slug}/preview")
+def preview(slug: str, request: Request, _current: SignedInDep, session: SessionDep) -> Response:
+    """The readers' form page as it would look with the wording being typed (query
+    `draft=1` with heading, consent_text, consent_checkbox and lists), or as saved."""
+    form = _form(session, slug)
+    offered = catalog.lists_of_form(session, form)
+    view: dict[str, Any] = {
+        "slug": form.slug,
+        "heading": form.heading,
+        "consent_text": form.consent_text,
+        "consent_checkbox": form.consent_checkbox,
+        "lists": [{"slug": item.slug, "name": item.name} for item in offered],
+    }
+    query = request.query_params
+    if query.get("draft"):
+        wanted = set(query.getlist("lists"))
+        view.update(
+            heading=query.get("heading", "")[:MAX_HEADING] or form.heading,
+            consent_text=query.get("consent_text", "")[:MAX_CONSENT],
+            consent_checkbox=bool(query.get("consent_checkbox")),
+            lists=[
+                {"slug": item.slug, "name": item.name}
+                for item in catalog.all_lists(session)
+                if item.slug in wanted
+            ],
+        )
+    return pages(request).render(
+        "form.html", headers=dict(PREVIEW_HEADERS), form=view, preview=True
+    )

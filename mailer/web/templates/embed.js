@@ -4,6 +4,17 @@
   var config = {{ form_json | safe }};
   var subscribeUrl = {{ subscribe_url | safe }};
   var script = document.currentScript;
+  var texts = {
+    email: {{ _("Email address") | tojson }},
+    newsletters: {{ _("Newsletters") | tojson }},
+    signUp: {{ _("Sign up") | tojson }},
+    invalidEmail: {{ _("Please enter a valid email address.") | tojson }},
+    tickConsent: {{ _("Please tick the box to agree to the terms.") | tojson }},
+    sending: {{ _("Sending…") | tojson }},
+    thanks: {{ _("Thanks! Please check your inbox and confirm your subscription.") | tojson }},
+    failed: {{ _("Sorry, that did not work. Please try again.") | tojson }},
+    unreachable: {{ _("Sorry, we could not reach the server. Please try again.") | tojson }}
+  };
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -16,14 +27,14 @@
     var uid = "mailer-" + config.slug + "-" + Math.random().toString(36).slice(2, 8);
     var form = el("form", { "class": "mailer-form", "novalidate": "" });
     form.appendChild(el("p", { "class": "mailer-heading" }, config.heading));
-    form.appendChild(el("label", { "for": uid + "-email" }, "Email address"));
+    form.appendChild(el("label", { "for": uid + "-email" }, texts.email));
     var email = el("input", { type: "email", id: uid + "-email", name: "email", required: "",
                               autocomplete: "email" });
     form.appendChild(email);
     var listBoxes = [];
     if (config.lists.length > 1) {
       var fieldset = el("fieldset");
-      fieldset.appendChild(el("legend", {}, "Newsletters"));
+      fieldset.appendChild(el("legend", {}, texts.newsletters));
       config.lists.forEach(function (list) {
         var label = el("label");
         var box = el("input", { type: "checkbox", value: list.slug });
@@ -49,7 +60,7 @@
     } else {
       form.appendChild(el("p", { "class": "mailer-consent" }, config.consent_text));
     }
-    var button = el("button", { type: "submit" }, "Sign up");
+    var button = el("button", { type: "submit" }, texts.signUp);
     form.appendChild(button);
     var result = el("p", { "class": "mailer-result", role: "status", "aria-live": "polite" });
     form.appendChild(result);
@@ -57,17 +68,17 @@
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (!email.value || !email.checkValidity()) {
-        result.textContent = "Please enter a valid email address.";
+        result.textContent = texts.invalidEmail;
         email.focus();
         return;
       }
       if (consentBox && !consentBox.checked) {
-        result.textContent = "Please tick the box to agree to the terms.";
+        result.textContent = texts.tickConsent;
         consentBox.focus();
         return;
       }
       button.disabled = true;
-      result.textContent = "Sending\u2026";
+      result.textContent = texts.sending;
       var body = {
         email: email.value,
         form: config.slug,
@@ -89,14 +100,14 @@
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (response.ok) {
             form.classList.add("mailer-done");
-            result.textContent = "Thanks! Please check your inbox and confirm your subscription.";
+            result.textContent = texts.thanks;
             email.value = "";
           } else {
-            result.textContent = data.detail || "Sorry, that did not work. Please try again.";
+            result.textContent = data.detail || texts.failed;
           }
         });
       }).catch(function () {
-        result.textContent = "Sorry, we could not reach the server. Please try again.";
+        result.textContent = texts.unreachable;
       }).then(function () { button.disabled = false; });
     });
     host.appendChild(form);
