@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -14,6 +14,8 @@ from mailer.subscriptions.errors import InvalidInput, NotFound
 
 KEY_PREFIX = "mk_"
 MAX_NAME_LENGTH = 200
+USE_RECORDED_EVERY = timedelta(minutes=1)
+"""`last_used_at` is written at most this often per key, not on every call."""
 
 
 def _hash(key: str) -> str:
@@ -38,11 +40,16 @@ def create(session: Session, name: str, now: datetime) -> str:
     return key
 
 
-def authenticate(session: Session, key: str) -> ApiKey | None:
-    """The live key matching `key`, or None. Lookup is by hash, so timing reveals nothing."""
+def authenticate(session: Session, key: str, now: datetime | None = None) -> ApiKey | None:
+    """The live key matching `key`, or None. Lookup is by hash, so timing reveals nothing.
+    Side effect with `now`: the key's `last_used_at` moves forward (at most once a minute)."""
     found = session.scalars(select(ApiKey).where(col(ApiKey.key_hash) == _hash(key))).first()
     if found is None or found.revoked_at is not None:
         return None
+    if now is not None and (
+        found.last_used_at is None or now - found.last_used_at >= USE_RECORDED_EVERY
+    ):
+        found.last_used_at = now
     return found
 
 

@@ -226,6 +226,8 @@ def test_an_api_key_is_shown_once_works_as_a_bearer_and_stops_when_revoked(
 
     with session_scope(services.engine) as session:
         stored = session.exec(select(ApiKey)).one()
+    assert stored.last_used_at == services.clock.now(), "the listing says when it was last used"
+    assert services.clock.now().strftime("%Y-%m-%d %H:%M") in admin.get("/admin/users").text
     confirm = admin.get(f"/admin/users/keys/{stored.id}/revoke")
     assert confirm.status_code == 200 and "Revoke “Newsroom script”" in confirm.text
     revoked = admin.post(

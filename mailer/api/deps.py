@@ -85,7 +85,7 @@ def require_editor(
     # A session of its own, closed at once: the route's session (if any) is separate, and
     # a streaming answer must not keep a transaction open while it streams.
     with session_scope(services.engine) as session:
-        key = apikeys.authenticate(session, credentials.credentials)
+        key = apikeys.authenticate(session, credentials.credentials, services.clock.now())
         if key is None:
             raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
         return Editor(name=key.name, role="editor")
