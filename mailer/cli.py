@@ -369,11 +369,7 @@ def sends_show(
         """The counts, and the average rate in messages per second since the send started."""
         with db.session_scope(engine) as session:
             send, counts = sends.progress(session, send_id)
-        if send.started_at is None:
-            return counts, None
-        end = send.finished_at or SystemClock().now()
-        seconds = (end - send.started_at).total_seconds()
-        return counts, (counts.sent + counts.failed) / seconds if seconds > 0 else None
+        return counts, sends.rate(send, counts, SystemClock().now())
 
     def rate_text(rate: float | None) -> str:
         return f"{rate:.0f} msg/s" if rate is not None else ""

@@ -232,6 +232,23 @@ class SendPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    rate: float | None = None
+    """Messages handled per second since the send started (until it finished)."""
+    eta_seconds: float | None = None
+    """Seconds until the pending messages are out at that rate; None when unknown."""
+
+
+class SchedulePreview(BaseModel):
+    """When a cron expression runs next in a time zone."""
+
+    schedule: str
+    timezone: str
+    described: str
+    """The schedule in words, e.g. "weekdays at 07:00"."""
+    next_runs: list[datetime]
+    """The next five run times, with the time zone's offset."""
+    labels: list[str]
+    """The same run times as editors read them ("Mon 30 Mar 2026, 07:00 CEST")."""
 
 
 class Preview(BaseModel):

@@ -8,7 +8,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from mailer.content.articles import normalize_topics
+from mailer.delivery.render import MailRenderer, TemplateProblem
 from mailer.models import Digest
+from mailer.scheduling import BadSchedule, next_run_of, trigger, zone
 from mailer.subscriptions.addresses import check_header_safe
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
@@ -25,6 +27,33 @@ EDITABLE = (
     "text_template",
     "enabled",
 )
+
+
+def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
+    """Refuse a bad schedule, time zone or template (InvalidInput) before anything is
+    written; `fields` are a digest's editable fields, or some of them."""
+    try:
+        if "timezone" in fields:
+            zone(fields["timezone"])
+        if fields.get("schedule"):
+            trigger(fields["schedule"], fields.get("timezone", "UTC"))
+        for part in ("subject", "html", "text"):
+            source = fields.get(f"{part}_template")
+            if source:
+                renderer.check(part, source)
+    except BadSchedule as exc:
+        raise InvalidInput("schedule", str(exc)) from exc
+    except TemplateProblem as exc:
+        raise InvalidInput("template", str(exc)) from exc
+    return fields
+
+
+def reschedule(digest: Digest, now: datetime) -> None:
+    """Set when `digest` is next due, after a change of its schedule or state."""
+    try:
+        digest.next_run_at = next_run_of(digest, now)
+    except BadSchedule as exc:
+        raise InvalidInput("schedule", str(exc)) from exc
 
 
 def get(session: Session, digest_id: int) -> Digest:

@@ -15,7 +15,9 @@ from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.content.selection import select_articles
-from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem
+from mailer.delivery import message
+from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem, fill
+from mailer.delivery.transport import DeliveryError, make_transport
 from mailer.models import (
     UNDELIVERED,
     Article,
@@ -40,8 +42,15 @@ ANALYZE_AFTER = 10_000
 """Sends to at least this many readers refresh PostgreSQL's statistics of the outbox."""
 
 
+NO_ARTICLES = "no new articles since the previous send"
+
+
 class AlreadyStarted(Exception):
     """Another process started this digest's run already."""
+
+
+class NothingNew(Exception):
+    """No article is new since the digest's previous send: there is nothing to show."""
 
 
 def render_digest(
@@ -67,6 +76,63 @@ def render_digest(
         postal_address=settings.mail.postal_address,
         public_url=settings.public_url,
     )
+
+
+def preview(
+    session: Session, settings: Settings, renderer: MailRenderer, digest: Digest, now: datetime
+) -> tuple[RenderedMail, list[Article]]:
+    """The digest as it would go out now, filled for a sample reader, and its articles.
+
+    `digest` may be a draft that is not saved: nothing is written. TemplateProblem when
+    its templates do not render, NothingNew without articles."""
+    mailing_list = session.get(MailingList, digest.list_id)
+    if mailing_list is None:
+        raise NotFound("list")
+    start, end = window_for(settings, digest, now)
+    articles = select_articles(session, digest, start, end)
+    if not articles:
+        raise NothingNew(NO_ARTICLES)
+    mail = render_digest(settings, renderer, digest, mailing_list, articles)
+    sample = {
+        "unsubscribe_url": f"{settings.public_url}/unsubscribe/preview",
+        "name": "",
+        "email": "reader@example.com",
+    }
+    filled = RenderedMail(
+        subject=fill(mail.subject, sample),
+        html=fill(mail.html, sample),
+        text=fill(mail.text, sample),
+    )
+    return filled, articles
+
+
+async def send_test(
+    settings: Settings, msgid_domain: str, mail: RenderedMail, addresses: list[str], now: datetime
+) -> tuple[list[str], dict[str, str]]:
+    """Send `mail` marked [TEST] to `addresses` only, outside the outbox; returns the
+    addresses sent to and the relay's reply for each that failed."""
+    transport = make_transport(settings.smtp, settings.maildir_path)
+    marked = RenderedMail(subject=f"[TEST] {mail.subject}", html=mail.html, text=mail.text)
+    sent: list[str] = []
+    failed: dict[str, str] = {}
+    try:
+        for address in addresses:
+            data = message.build(
+                from_name=settings.mail.from_name,
+                from_address=settings.mail.from_address,
+                to_address=address,
+                mail=marked,
+                now=now,
+                msgid_domain=msgid_domain,
+            )
+            try:
+                await transport.send(settings.mail.from_address, address, data)
+                sent.append(address)
+            except DeliveryError as exc:
+                failed[address] = exc.reply
+    finally:
+        await transport.close()
+    return sent, failed
 
 
 def window_for(settings: Settings, digest: Digest, now: datetime) -> tuple[datetime, datetime]:
@@ -112,7 +178,7 @@ def start_send(
 
     articles = select_articles(session, digest, window_start, window_end)
     if not articles:
-        return _skip(session, send, "no new articles since the previous send", now)
+        return _skip(session, send, NO_ARTICLES, now)
     try:
         mail = render_digest(settings, renderer, digest, mailing_list, articles)
     except TemplateProblem as exc:
@@ -265,7 +331,11 @@ def progress(session: Session, send_id: int) -> tuple[Send, Progress]:
             .group_by(col(OutboxMessage.status))
         )
     }
-    return send, Progress(
+    return send, _progress(send, counts)
+
+
+def _progress(send: Send, counts: dict[str, int]) -> Progress:
+    return Progress(
         status=send.status,
         total=send.total,
         sent=counts.get(OutboxStatus.sent, 0),
@@ -359,8 +429,53 @@ def mark_sending(session: Session, send_ids: set[int], now: datetime) -> None:
         )
 
 
-def public_fields(send: Send, counts: Progress) -> dict[str, Any]:
+FINISHED = frozenset({SendStatus.done, SendStatus.cancelled, SendStatus.skipped})
+"""A send in one of these states has ended: nothing about it changes any more."""
+
+
+def rate(send: Send, counts: Progress, now: datetime) -> float | None:
+    """Messages handled (sent or failed) per second since the send started, until it
+    finished; None before it started."""
+    if send.started_at is None:
+        return None
+    seconds = ((send.finished_at or now) - send.started_at).total_seconds()
+    return (counts.sent + counts.failed) / seconds if seconds > 0 else None
+
+
+def eta_seconds(counts: Progress, per_second: float | None) -> float | None:
+    """Seconds until the pending messages are out at `per_second`; None when unknown."""
+    if not counts.pending:
+        return 0.0
+    return counts.pending / per_second if per_second else None
+
+
+def recent(session: Session, offset: int, limit: int) -> list[tuple[Send, Progress, str]]:
+    """A page of sends, newest first, each with its counts and its digest's name."""
+    rows = list(
+        session.exec(
+            select(Send, Digest.name)
+            .join(Digest, col(Digest.id) == Send.digest_id, isouter=True)
+            .order_by(col(Send.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    counted: dict[int, dict[str, int]] = {send.id or 0: {} for send, _ in rows}
+    for send_id, status, count in session.exec(
+        select(OutboxMessage.send_id, OutboxMessage.status, func.count())
+        .where(col(OutboxMessage.send_id).in_(list(counted)))
+        .group_by(col(OutboxMessage.send_id), col(OutboxMessage.status))
+    ):
+        counted[send_id or 0][status] = count
+    return [(send, _progress(send, counted[send.id or 0]), name or "") for send, name in rows]
+
+
+def public_fields(send: Send, counts: Progress, now: datetime | None = None) -> dict[str, Any]:
+    """The send as the API shows it; with `now`, also its rate and ETA."""
+    per_second = rate(send, counts, now) if now is not None else None
     return {
+        "rate": per_second,
+        "eta_seconds": eta_seconds(counts, per_second) if now is not None else None,
         "id": send.id,
         "digest_id": send.digest_id,
         "status": counts.status,
@@ -380,6 +495,17 @@ def public_fields(send: Send, counts: Progress) -> dict[str, Any]:
 
 class WrongState(Exception):
     """The send is not in a state that allows this change."""
+
+
+def change(session: Session, send_id: int, to: str, now: datetime) -> Send:
+    """Pause, resume or cancel (`to`) the send; WrongState when its state forbids it."""
+    if to == "pause":
+        return pause(session, send_id)
+    if to == "resume":
+        return resume(session, send_id)
+    if to == "cancel":
+        return cancel(session, send_id, now)
+    raise ValueError(f"unknown change {to!r}")
 
 
 def pause(session: Session, send_id: int) -> Send:

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.content import digests
-from mailer.delivery import message, sends
-from mailer.delivery.render import RenderedMail, TemplateProblem, fill
-from mailer.delivery.transport import DeliveryError, make_transport
+from mailer.delivery import sends
+from mailer.delivery.render import RenderedMail, TemplateProblem
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, next_run_of, next_runs, trigger, zone
+from mailer.scheduling import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.schemas import (
     ArticlePublic,
     DigestCreate,
     DigestPublic,
     DigestUpdate,
     Preview,
+    SchedulePreview,
     SendPublic,
     TestSend,
     TestSendResult,
 )
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import InvalidInput
+from mailer.subscriptions.errors import Conflict, InvalidInput
 
 router = APIRouter(prefix="/digests", tags=["digests"])
 
@@ -51,39 +51,14 @@ def public(session: Session, digest: Digest, services: Services) -> DigestPublic
     )
 
 
-def _checked(fields: dict[str, Any], services: Services) -> dict[str, Any]:
-    """Refuse a bad schedule, time zone or template before anything is written."""
-    try:
-        if "timezone" in fields:
-            zone(fields["timezone"])
-        if fields.get("schedule"):
-            trigger(fields["schedule"], fields.get("timezone", "UTC"))
-        for part in ("subject", "html", "text"):
-            source = fields.get(f"{part}_template")
-            if source:
-                services.renderer.check(part, source)
-    except BadSchedule as exc:
-        raise InvalidInput("schedule", str(exc)) from exc
-    except TemplateProblem as exc:
-        raise InvalidInput("template", str(exc)) from exc
-    return fields
-
-
-def _schedule(digest: Digest, services: Services) -> None:
-    try:
-        digest.next_run_at = next_run_of(digest, services.clock.now())
-    except BadSchedule as exc:
-        raise InvalidInput("schedule", str(exc)) from exc
-
-
 @router.post("", status_code=201, response_model=DigestPublic)
 def create_digest(
     body: DigestCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> DigestPublic:
     """Define a digest; `schedule` is a 5-field cron expression in `timezone`."""
-    fields = _checked(body.model_dump(exclude={"list_slug"}), services)
+    fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
     digest = digests.create(session, body.list_slug, fields, services.clock.now())
-    _schedule(digest, services)
+    digests.reschedule(digest, services.clock.now())
     session.add(digest)
     return public(session, digest, services)
 
@@ -93,6 +68,27 @@ def list_digests(
     session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> list[DigestPublic]:
     return [public(session, d, services) for d in digests.all_digests(session)]
+
+
+@router.get("/schedule", response_model=SchedulePreview)
+def schedule_preview(
+    services: ServicesDep,
+    _editor: EditorDep,
+    schedule: Annotated[str, Query(min_length=1, max_length=200, description="5-field cron")],
+    timezone: Annotated[str, Query(max_length=64, description="IANA time zone")] = "UTC",
+) -> SchedulePreview:
+    """The next five run times of `schedule` in `timezone` (422 for a bad one)."""
+    try:
+        runs = local_runs(schedule, timezone, services.clock.now(), 5)
+    except BadSchedule as exc:
+        raise InvalidInput("schedule", str(exc)) from exc
+    return SchedulePreview(
+        schedule=" ".join(schedule.split()),
+        timezone=timezone,
+        described=describe(schedule),
+        next_runs=runs,
+        labels=[run_label(run) for run in runs],
+    )
 
 
 @router.get("/{digest_id}", response_model=DigestPublic)
@@ -112,9 +108,9 @@ def update_digest(
 ) -> DigestPublic:
     digest = digests.get(session, digest_id)
     fields = body.model_dump(exclude_unset=True)
-    _checked({"timezone": digest.timezone, **fields}, services)
+    digests.check({"timezone": digest.timezone, **fields}, services.renderer)
     digests.apply(session, digest, fields, services.clock.now())
-    _schedule(digest, services)
+    digests.reschedule(digest, services.clock.now())
     session.add(digest)
     return public(session, digest, services)
 
@@ -144,27 +140,18 @@ def send_now(
 
 
 def _preview(session: Session, digest: Digest, services: Services) -> Preview:
-    from mailer.content.selection import select_articles
-
-    mailing_list = session.get(MailingList, digest.list_id)
-    assert mailing_list is not None
-    start, end = sends.window_for(services.settings, digest, services.clock.now())
-    articles = select_articles(session, digest, start, end)
     try:
-        mail = sends.render_digest(
-            services.settings, services.renderer, digest, mailing_list, articles
+        mail, articles = sends.preview(
+            session, services.settings, services.renderer, digest, services.clock.now()
         )
     except TemplateProblem as exc:
         raise InvalidInput("template", str(exc)) from exc
-    sample = {
-        "unsubscribe_url": f"{services.settings.public_url}/unsubscribe/preview",
-        "name": "",
-        "email": "reader@example.com",
-    }
+    except sends.NothingNew as exc:
+        raise Conflict(f"nothing to preview: {exc}") from exc
     return Preview(
-        subject=fill(mail.subject, sample),
-        html=fill(mail.html, sample),
-        text=fill(mail.text, sample),
+        subject=mail.subject,
+        html=mail.html,
+        text=mail.text,
         articles=[ArticlePublic.model_validate(a, from_attributes=True) for a in articles],
     )
 
@@ -191,24 +178,12 @@ async def test_send(
             return _preview(session, digests.get(session, digest_id), services)
 
     shown = await run_in_threadpool(render)
-    transport = make_transport(services.settings.smtp, services.settings.maildir_path)
-    result = TestSendResult(sent=[], failed={})
-    mail = RenderedMail(subject=f"[TEST] {shown.subject}", html=shown.html, text=shown.text)
-    try:
-        for address in addresses:
-            data = message.build(
-                from_name=services.settings.mail.from_name,
-                from_address=services.settings.mail.from_address,
-                to_address=address,
-                mail=mail,
-                now=services.clock.now(),
-                msgid_domain=services.sender.composer.msgid_domain,
-            )
-            try:
-                await transport.send(services.settings.mail.from_address, address, data)
-                result.sent.append(address)
-            except DeliveryError as exc:
-                result.failed[address] = exc.reply
-    finally:
-        await transport.close()
-    return result
+    mail = RenderedMail(subject=shown.subject, html=shown.html, text=shown.text)
+    sent, failed = await sends.send_test(
+        services.settings,
+        services.sender.composer.msgid_domain,
+        mail,
+        addresses,
+        services.clock.now(),
+    )
+    return TestSendResult(sent=sent, failed=failed)

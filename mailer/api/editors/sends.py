@@ -36,24 +36,22 @@ def list_messages(
 
 
 @router.get("/{send_id}", response_model=SendPublic)
-def get_send(send_id: int, session: SessionDep, _editor: EditorDep) -> SendPublic:
-    """Status (queued, sending, paused, done, cancelled, skipped) and recipient counts."""
+def get_send(
+    send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
+) -> SendPublic:
+    """Status (queued, sending, paused, done, cancelled, skipped), recipient counts, and
+    the rate (messages per second since it started) with an ETA."""
     send, counts = sends.progress(session, send_id)
-    return SendPublic.model_validate(sends.public_fields(send, counts))
+    return SendPublic.model_validate(sends.public_fields(send, counts, services.clock.now()))
 
 
 def _changed(session: Session, send_id: int, change: str, now: datetime) -> SendPublic:
     try:
-        if change == "pause":
-            sends.pause(session, send_id)
-        elif change == "resume":
-            sends.resume(session, send_id)
-        else:
-            sends.cancel(session, send_id, now)
+        sends.change(session, send_id, change, now)
     except sends.WrongState as exc:
         raise Conflict(str(exc)) from exc
     send, counts = sends.progress(session, send_id)
-    return SendPublic.model_validate(sends.public_fields(send, counts))
+    return SendPublic.model_validate(sends.public_fields(send, counts, now))
 
 
 @router.post("/{send_id}/pause", response_model=SendPublic)

@@ -29,6 +29,7 @@ NOTICES = {
     "erased": "The subscriber was erased. The consent history is kept, without the address.",
     "sent": "Sent.",
     "started": "The send has started.",
+    "skipped": "Nothing was sent: the reason is below.",
     "paused": "The send is paused.",
     "resumed": "The send is resumed.",
     "cancelled": "The send is cancelled.",

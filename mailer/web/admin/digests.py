@@ -1,8 +1,498 @@
 """/admin/digests: create and edit with a cron builder, live preview, test-send, send
-now."""
+now.
+
+The pages call the domain functions the editors' API calls (`content.digests.check`,
+`reschedule`, `delivery.sends.preview`, `send_test`, `start_send`); the cron builder's
+next five runs come from `GET /api/v1/digests/schedule`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import re
+import zoneinfo
+from datetime import datetime
+from html import escape
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from mailer.api.deps import ServicesDep, SessionDep
+from mailer.content import digests
+from mailer.content.articles import normalize_topics
+from mailer.delivery import sends
+from mailer.delivery.render import RenderedMail, TemplateProblem
+from mailer.models import Digest, MailingList
+from mailer.scheduling import BadSchedule, describe, local_runs, run_label, zone
+from mailer.schemas import DigestCreate, DigestUpdate, TestSend
+from mailer.services import Services
+from mailer.subscriptions.addresses import normalize_email
+from mailer.subscriptions.catalog import all_lists
+from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownList
+from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
 
 router = APIRouter(prefix="/admin/digests")
+
+PREVIEW_HEADERS = {
+    # The email's own styles are inline; it runs no script and loads images over https only.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+    **PAGE_HEADERS,
+}
+TEMPLATE_PARTS = ("subject", "html", "text")
+
+
+@functools.cache
+def time_zones() -> list[str]:
+    """The IANA zone names this system knows, for the time zone field's suggestions."""
+    return sorted(zoneinfo.available_timezones())
+
+
+def digest_form(
+    name: Annotated[str, Form(max_length=200)] = "",
+    list_slug: Annotated[str, Form(alias="list", max_length=64)] = "",
+    schedule: Annotated[str, Form(max_length=200)] = "",
+    timezone: Annotated[str, Form(max_length=64)] = "UTC",
+    topics: Annotated[str, Form(max_length=2000)] = "",
+    max_articles: Annotated[str, Form(max_length=10)] = "10",
+    enabled: Annotated[str, Form(max_length=10)] = "",
+    subject_template: Annotated[str, Form(max_length=2000)] = "",
+    html_template: Annotated[str, Form(max_length=200_000)] = "",
+    text_template: Annotated[str, Form(max_length=100_000)] = "",
+) -> dict[str, str]:
+    """The digest form as posted: strings, shown again as they were when refused."""
+    return {
+        "name": name,
+        "list": list_slug,
+        "schedule": schedule,
+        "timezone": timezone.strip() or "UTC",
+        "topics": topics,
+        "max_articles": max_articles,
+        "enabled": "on" if enabled else "",
+        "subject_template": subject_template,
+        "html_template": html_template,
+        "text_template": text_template,
+    }
+
+
+DraftDep = Annotated[dict[str, str], Depends(digest_form)]
+
+
+def _draft_of(digest: Digest, mailing_list: MailingList | None) -> dict[str, str]:
+    return {
+        "name": digest.name,
+        "list": mailing_list.slug if mailing_list else "",
+        "schedule": digest.schedule,
+        "timezone": digest.timezone,
+        "topics": ", ".join(digest.topics),
+        "max_articles": str(digest.max_articles),
+        "enabled": "on" if digest.enabled else "",
+        "subject_template": digest.subject_template,
+        "html_template": digest.html_template,
+        "text_template": digest.text_template,
+    }
+
+
+def _fields(draft: dict[str, str]) -> dict[str, Any]:
+    """The editable fields from the form, before the schemas check them."""
+    try:
+        max_articles = int(draft["max_articles"].strip())
+    except ValueError as exc:
+        raise InvalidInput("max articles", "give a whole number") from exc
+    return {
+        "name": draft["name"],
+        "schedule": draft["schedule"],
+        "timezone": draft["timezone"],
+        "topics": [topic.strip() for topic in draft["topics"].split(",") if topic.strip()],
+        "max_articles": max_articles,
+        "enabled": draft["enabled"] == "on",
+        **{f"{part}_template": draft[f"{part}_template"] for part in TEMPLATE_PARTS},
+    }
+
+
+def _problem(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']).replace('_', ' ')}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+def _upcoming(digest: Digest | dict[str, str], now: datetime) -> tuple[str, list[str]]:
+    """The schedule in words and its next five runs in the digest's zone (labels)."""
+    schedule = digest["schedule"] if isinstance(digest, dict) else digest.schedule
+    timezone = digest["timezone"] if isinstance(digest, dict) else digest.timezone
+    if not schedule:
+        return "", []
+    try:
+        return describe(schedule), [
+            run_label(run) for run in local_runs(schedule, timezone, now, 5)
+        ]
+    except BadSchedule:
+        return "", []
+
+
+def _in_zone(moment: datetime | None, timezone: str) -> str:
+    if moment is None:
+        return ""
+    try:
+        return run_label(moment.astimezone(zone(timezone)))
+    except BadSchedule:
+        return run_label(moment)
+
+
+# ---- the list ------------------------------------------------------------------------
+
+
+@router.get("")
+def list_page(
+    request: Request, current: SignedInDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    lists = {mailing_list.id: mailing_list for mailing_list in all_lists(session)}
+    rows = []
+    for digest in digests.all_digests(session):
+        mailing_list = lists.get(digest.list_id)
+        rows.append(
+            {
+                "digest": digest,
+                "list": mailing_list.name if mailing_list else "",
+                "described": describe(digest.schedule) if digest.schedule else "one-off",
+                "next_run": _in_zone(digest.next_run_at, digest.timezone),
+                "last_sent": _in_zone(digest.last_sent_at, digest.timezone),
+            }
+        )
+    return render(request, current, "admin/digests.html", section="digests", rows=rows)
+
+
+# ---- create --------------------------------------------------------------------------
+
+
+def _new_page(
+    request: Request,
+    current: Any,
+    session: Session,
+    services: Services,
+    draft: dict[str, str],
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    described, upcoming = _upcoming(draft, services.clock.now())
+    return render(
+        request,
+        current,
+        "admin/digest_new.html",
+        section="digests",
+        status_code=status_code,
+        draft=draft,
+        lists=all_lists(session),
+        zones=time_zones(),
+        described=described,
+        upcoming=upcoming,
+        error=error,
+    )
+
+
+@router.get("/new")
+def new_page(
+    request: Request, current: SignedInDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    draft = digest_form()
+    draft.update(schedule="0 7 * * 1-5", enabled="on")
+    return _new_page(request, current, session, services, draft)
+
+
+@router.post("/new")
+def create(
+    request: Request,
+    current: PostedDep,
+    draft: DraftDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    """Create the digest; a refused form is shown again with the reason, nothing written."""
+    now = services.clock.now()
+    try:
+        body = DigestCreate.model_validate(_fields(draft) | {"list": draft["list"]})
+        fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
+        digest = digests.create(session, body.list_slug, fields, now)
+        digests.reschedule(digest, now)
+    except ValidationError as exc:
+        session.rollback()
+        return _new_page(request, current, session, services, draft, _problem(exc), 422)
+    except UnknownList:
+        session.rollback()
+        return _new_page(
+            request, current, session, services, draft, "list: choose one of the lists", 422
+        )
+    except (InvalidInput, Conflict) as exc:
+        session.rollback()
+        return _new_page(request, current, session, services, draft, str(exc), 422)
+    session.commit()
+    return redirect(f"/admin/digests/{digest.id}", "created")
+
+
+# ---- one digest: edit, preview, test-send, send now ----------------------------------
+
+
+def _digest_page(
+    request: Request,
+    current: Any,
+    session: Session,
+    services: Services,
+    digest: Digest,
+    draft: dict[str, str] | None = None,
+    error: str = "",
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    mailing_list = session.get(MailingList, digest.list_id)
+    now = services.clock.now()
+    described, upcoming = _upcoming(digest, now)
+    preview_error = ""
+    mail: RenderedMail | None = None
+    articles = 0
+    try:
+        mail, found = sends.preview(session, services.settings, services.renderer, digest, now)
+        articles = len(found)
+    except (TemplateProblem, sends.NothingNew) as exc:
+        preview_error = str(exc)
+    return render(
+        request,
+        current,
+        "admin/digest.html",
+        section="digests",
+        status_code=status_code,
+        digest=digest,
+        mailing_list=mailing_list,
+        draft=draft or _draft_of(digest, mailing_list),
+        zones=time_zones(),
+        described=described,
+        upcoming=upcoming,
+        next_run=_in_zone(digest.next_run_at, digest.timezone),
+        last_sent=_in_zone(digest.last_sent_at, digest.timezone),
+        mail=mail,
+        articles=articles,
+        preview_error=preview_error,
+        error=error,
+        **extra,
+    )
+
+
+@router.get("/{digest_id}")
+def digest_page(
+    digest_id: int,
+    request: Request,
+    current: SignedInDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    return _digest_page(request, current, session, services, digests.get(session, digest_id))
+
+
+@router.post("/{digest_id}")
+def update(
+    digest_id: int,
+    request: Request,
+    current: PostedDep,
+    draft: DraftDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    """Save the digest; a refused form is shown again with the reason, nothing written."""
+    digest = digests.get(session, digest_id)
+    now = services.clock.now()
+    try:
+        fields = DigestUpdate.model_validate(_fields(draft)).model_dump(exclude_unset=True)
+        digests.check(fields, services.renderer)
+        digests.apply(session, digest, fields, now)
+        digests.reschedule(digest, now)
+    except (ValidationError, InvalidInput, Conflict) as exc:
+        session.rollback()
+        message = _problem(exc) if isinstance(exc, ValidationError) else str(exc)
+        digest = digests.get(session, digest_id)
+        return _digest_page(request, current, session, services, digest, draft, message, 422)
+    session.commit()
+    return redirect(f"/admin/digests/{digest_id}", "saved")
+
+
+def _preview_document(body: str) -> HTMLResponse:
+    return HTMLResponse(body, headers=PREVIEW_HEADERS)
+
+
+def _problem_document(message: str) -> HTMLResponse:
+    return _preview_document(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Preview</title>'
+        '</head><body><p style="font-family: sans-serif; color: #991b1b">'
+        f"The preview cannot be shown: {escape(message)}</p></body></html>"
+    )
+
+
+def _draft_digest(digest: Digest, draft: dict[str, str]) -> Digest:
+    """An unsaved copy of `digest` with the form's topics, size and templates."""
+    copy = Digest.model_validate(digest.model_dump())
+    fields = _fields(draft)
+    copy.topics = normalize_topics(fields["topics"])
+    if not 1 <= fields["max_articles"] <= 100:
+        raise InvalidInput("max articles", "from 1 to 100")
+    copy.max_articles = fields["max_articles"]
+    copy.name = fields["name"].strip() or digest.name
+    for part in TEMPLATE_PARTS:
+        setattr(copy, f"{part}_template", fields[f"{part}_template"])
+    return copy
+
+
+@router.get("/{digest_id}/preview.html")
+def preview_html(
+    digest_id: int, _current: SignedInDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    """The saved digest's HTML as it would go out now, for the preview frame."""
+    digest = digests.get(session, digest_id)
+    try:
+        mail, _ = sends.preview(
+            session, services.settings, services.renderer, digest, services.clock.now()
+        )
+    except (TemplateProblem, sends.NothingNew) as exc:
+        return _problem_document(str(exc))
+    return _preview_document(mail.html)
+
+
+def _draft_preview(
+    session: Session, services: Services, digest_id: int, draft: dict[str, str]
+) -> RenderedMail:
+    digest = _draft_digest(digests.get(session, digest_id), draft)
+    try:
+        mail, _ = sends.preview(
+            session, services.settings, services.renderer, digest, services.clock.now()
+        )
+    except TemplateProblem as exc:
+        raise InvalidInput("template", str(exc)) from exc
+    except sends.NothingNew as exc:
+        raise InvalidInput("articles", str(exc)) from exc
+    return mail
+
+
+@router.post("/{digest_id}/preview.html")
+def preview_draft_html(
+    digest_id: int,
+    _current: PostedDep,
+    draft: DraftDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    """The form's unsaved draft as HTML, posted into the preview frame; writes nothing."""
+    try:
+        mail = _draft_preview(session, services, digest_id, draft)
+    except InvalidInput as exc:
+        return _problem_document(str(exc))
+    finally:
+        session.rollback()
+    return _preview_document(mail.html)
+
+
+@router.post("/{digest_id}/preview.json")
+def preview_draft_json(
+    digest_id: int,
+    _current: PostedDep,
+    draft: DraftDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    """The draft's subject and text for the page's script; writes nothing."""
+    try:
+        mail = _draft_preview(session, services, digest_id, draft)
+    except InvalidInput as exc:
+        return JSONResponse({"subject": "", "text": "", "error": str(exc)}, headers=PAGE_HEADERS)
+    finally:
+        session.rollback()
+    return JSONResponse(
+        {"subject": mail.subject, "text": mail.text, "error": ""}, headers=PAGE_HEADERS
+    )
+
+
+ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+@router.post("/{digest_id}/test")
+def test_send(
+    digest_id: int,
+    request: Request,
+    current: PostedDep,
+    session: SessionDep,
+    services: ServicesDep,
+    addresses: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    """Send the preview marked [TEST] to the given addresses only; shows who got it."""
+    digest = digests.get(session, digest_id)
+    given = [part for part in ADDRESS_SEPARATORS.split(addresses) if part]
+    try:
+        TestSend.model_validate({"addresses": given})
+        normalized = [normalize_email(address) for address in given]
+        mail, _ = sends.preview(
+            session, services.settings, services.renderer, digest, services.clock.now()
+        )
+    except ValidationError:
+        message = "give one to twenty addresses, one a line"
+        return _digest_page(
+            request,
+            current,
+            session,
+            services,
+            digest,
+            test_error=message,
+            status_code=422,
+            test_addresses=addresses,
+        )
+    except (InvalidInput, TemplateProblem, sends.NothingNew) as exc:
+        return _digest_page(
+            request,
+            current,
+            session,
+            services,
+            digest,
+            test_error=str(exc),
+            status_code=422,
+            test_addresses=addresses,
+        )
+    session.rollback()  # no transaction stays open while the relay answers
+    sent, failed = anyio.from_thread.run(
+        sends.send_test,
+        services.settings,
+        services.sender.composer.msgid_domain,
+        mail,
+        normalized,
+        services.clock.now(),
+    )
+    return _digest_page(
+        request,
+        current,
+        session,
+        services,
+        digest,
+        test_sent=sent,
+        test_failed=failed,
+        test_addresses=addresses,
+    )
+
+
+@router.post("/{digest_id}/send")
+def send_now(
+    digest_id: int, _current: PostedDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    """Start a send now (as the API's send_now) and show its progress."""
+    digest = digests.get(session, digest_id)
+    now = services.clock.now()
+    try:
+        send = sends.start_send(
+            session, services.settings, services.renderer, digest, scheduled_for=now, now=now
+        )
+    except sends.AlreadyStarted as exc:
+        raise HTTPException(409, "a send of this digest started this very moment") from exc
+    session.commit()
+    services.sender.notify()
+    return redirect(f"/admin/sends/{send.id}", "skipped" if send.status == "skipped" else "started")
