@@ -29,12 +29,13 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import sync_playwright
+from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
 from mailer import accounts, apikeys, config, db
 from mailer.db import session_scope
-from mailer.models import Subscriber, UserRole
-from mailer.subscriptions import catalog, leaving, transfer
+from mailer.models import OutboxMessage, Subscriber, UserRole
+from mailer.subscriptions import catalog, leaving, signup, transfer
 from mailer.subscriptions.ledger import ConsentContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,8 @@ def free_port() -> int:
 
 
 def seed_history(settings: config.Settings, today: datetime) -> str:
-    """Thirty days of signups and some unsubscribes on two lists; returns an API key."""
+    """A base of imported readers, then thirty days of signups (each confirmed the same
+    day) and some unsubscribes on two lists; returns an API key."""
     engine = db.make_engine(settings)
     db.upgrade(engine)
     rng = random.Random(7)
@@ -66,28 +68,58 @@ def seed_history(settings: config.Settings, today: datetime) -> str:
         catalog.create_list(session, "morning", "Morning Brief", "Weekday mornings", today)
         accounts.create_user(session, ADMIN, UserRole.admin, PASSWORD, today)
         key = apikeys.create(session, "screenshots", today)
+    start = today - timedelta(days=31)
+    for slug, count in (("news", 180), ("morning", 70)):
+        rows = "\n".join(["email"] + [f"{slug}{n}@example.net" for n in range(count)])
+        transfer.import_csv(engine, io.StringIO(rows), slug, "sample", lambda: start)
     number = 0
     for days_ago in range(30, -1, -1):
         day = today - timedelta(days=days_ago, hours=rng.randint(1, 8))
-        for slug, mean in (("news", 14), ("morning", 6)):
-            rows = ["email,name"]
+        for slug, mean in (("news", 9), ("morning", 4)):
             for _ in range(max(0, int(rng.gauss(mean, mean / 3)))):
                 number += 1
-                rows.append(f"reader{number}@example.net,")
-            transfer.import_csv(
-                engine, io.StringIO("\n".join(rows)), slug, "sample", lambda day=day: day
-            )
+                sign_up(engine, settings, f"reader{number}@example.net", slug, day)
         with session_scope(engine) as session:
             ids = session.scalars(select(Subscriber.id).order_by(col(Subscriber.id))).all()
-            leaving_ids = [i for i in ids if i is not None and rng.random() < 0.015]
+            leaving_ids = [i for i in ids if i is not None and rng.random() < 0.01]
             news = catalog.list_by_slug(session, "news")
         for subscriber_id in leaving_ids:
             with session_scope(engine) as session:
                 leaving.unsubscribe(
                     session, subscriber_id, {news.id or 0}, ConsentContext(form="sample"), day
                 )
+    with session_scope(engine) as session:
+        # The confirmation mails of the past month are not sent by the instance started now.
+        session.execute(delete(OutboxMessage))
     engine.dispose()
     return key
+
+
+def sign_up(
+    engine: Engine, settings: config.Settings, address: str, slug: str, day: datetime
+) -> None:
+    """A reader signs up through the default form and confirms a few minutes later."""
+    with session_scope(engine) as session:
+        form = catalog.form_by_slug(session, "default")
+        context = ConsentContext(
+            form=form.slug,
+            consent_text=form.consent_text,
+            consent_version=form.consent_version,
+            source_url="https://news.example.org/2026/11/an-article",
+        )
+        done = signup.request(
+            session,
+            email=address,
+            name="",
+            lists=[catalog.list_by_slug(session, slug)],
+            form_id=form.id,
+            context=context,
+            settings=settings.signup,
+            now=day,
+        )
+    assert done.confirmation_id is not None
+    with session_scope(engine) as session:
+        signup.confirm(session, done.confirmation_id, context, day + timedelta(minutes=4))
 
 
 def start_server(env: dict[str, str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
