@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
+
 READER = "reader@example.com"
 HEADING = "Sign up to receive our latest news!"
 CONSENT = "By submitting this form, I agree to the terms."
@@ -343,3 +345,179 @@ def test_an_editor_signs_in_and_out_from_the_keyboard(
     page.get_by_role("button", name="Sign in").wait_for()
     page.goto(f"{live_app}/admin/")
     assert page.get_by_role("button", name="Sign in").is_visible(), "signed out for good"
+
+
+# ---- the whole journey -----------------------------------------------------------------
+
+
+def test_a_reader_signs_up_on_an_article_confirms_changes_preferences_and_leaves(
+    page: Page, article_url: str, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    sport = {"slug": "sport", "name": "Sport Weekly", "welcome_enabled": True}
+    assert editors_api.post("/api/v1/lists", json=sport).status_code == 201
+    offered = editors_api.patch("/api/v1/forms/default", json={"lists": ["news", "sport"]})
+    assert offered.status_code == 200, offered.text
+
+    # Sign up on the publisher's page, through the embedded form, to both newsletters.
+    page.goto(article_url)
+    assert page.get_by_role("checkbox", name="News").is_checked()
+    assert page.get_by_role("checkbox", name="Sport Weekly").is_checked()
+    page.get_by_label("Email address").fill(READER)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("status").filter(has_text="Please check your inbox").wait_for()
+    assert statuses(editors_api) == {"news": "pending", "sport": "pending"}
+
+    # Confirm with the link in the mail.
+    page.goto(confirm_url_in(smtp, live_app))
+    page.get_by_role("heading", name="You're subscribed!").wait_for()
+    assert statuses(editors_api) == {"news": "confirmed", "sport": "confirmed"}
+
+    # The welcome mail of Sport Weekly leads to the preference centre.
+    welcome = smtp.wait_for(2)[1]
+    assert welcome.message["Subject"] and "Sport Weekly" in welcome.message["Subject"]
+    preferences_url = live_app + link_in(welcome.message, "/unsubscribe/", base=live_app)
+    page.goto(preferences_url)
+    page.get_by_role("heading", name="Unsubscribe").wait_for()
+    page.get_by_role("checkbox", name="News").uncheck()
+    page.get_by_role("button", name="Save preferences").click()
+    page.get_by_role("heading", name="Your preferences are saved").wait_for()
+    assert page.get_by_role("status").filter(has_text="You left News.").is_visible()
+    assert statuses(editors_api) == {"news": "unsubscribed", "sport": "confirmed"}
+
+    # One click leaves Sport Weekly too.
+    page.goto(preferences_url)
+    assert page.get_by_text("Stop receiving Sport Weekly?").is_visible()
+    page.get_by_role("button", name="Unsubscribe", exact=True).click()
+    page.get_by_role("heading", name="You have been unsubscribed").wait_for()
+    assert statuses(editors_api) == {"news": "unsubscribed", "sport": "unsubscribed"}
+    actions = [event["action"] for event in lookup(editors_api)["consent_events"]]
+    assert actions == ["requested", "confirmed", "unsubscribed", "unsubscribed"]
+    assert page.context.cookies() == [], "no page of the journey sets a cookie"
+
+
+# ---- keyboard, focus and small screens -------------------------------------------------
+
+
+def _outline(page: Page) -> str:
+    return str(
+        page.evaluate(
+            "() => { const s = getComputedStyle(document.activeElement);"
+            " return s.outlineStyle + ' ' + s.outlineWidth; }"
+        )
+    )
+
+
+def test_a_keyboard_only_reader_sees_where_they_are_and_can_tick_the_consent_box(
+    page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    boxed = editors_api.patch("/api/v1/forms/default", json={"consent_checkbox": True})
+    assert boxed.status_code == 200
+    page.goto(f"{live_app}/forms/default")
+
+    assert _tab_order(page, 1) == ["email"]
+    assert _outline(page) != "none 0px", "the focused field is outlined"
+    page.keyboard.type(READER)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.name") == "consent"
+    assert _outline(page).startswith("solid"), "the focused box is outlined"
+    page.keyboard.press("Space")
+    assert page.get_by_role("checkbox", name=CONSENT).is_checked()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Sign up"
+    assert _outline(page).startswith("solid"), "the focused button is outlined"
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    smtp.wait_for(1)
+    assert statuses(editors_api) == {"news": "pending"}
+
+
+def _no_horizontal_scroll(page: Page) -> bool:
+    return bool(
+        page.evaluate(
+            "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+    )
+
+
+def test_the_pages_fit_a_320_pixel_wide_screen(
+    page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client, services: Services
+) -> None:
+    sport = {"slug": "sport-and-leisure-weekly-edition", "name": "Sport and Leisure Weekly"}
+    assert editors_api.post("/api/v1/lists", json=sport).status_code == 201
+    assert (
+        editors_api.patch(
+            "/api/v1/forms/default",
+            json={
+                "lists": ["news", sport["slug"]],
+                "consent_checkbox": True,
+                "consent_text": "I agree to the terms at https://news.example.org/"
+                "terms-and-conditions-of-the-newsletter-service-2026",
+            },
+        ).status_code
+        == 200
+    )
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto(f"{live_app}/forms/default")
+    assert _no_horizontal_scroll(page), "the form page scrolls sideways"
+    button = page.get_by_role("button", name="Sign up").bounding_box()
+    assert button is not None and button["x"] + button["width"] <= 320
+
+    reader = confirmed_reader_on_both(editors_api, smtp, live_app, sport["slug"])
+    token = services.signer.sign(Purpose.unsubscribe, {"s": reader["id"]})
+    page.goto(f"{live_app}/unsubscribe/{token}")
+    page.get_by_role("heading", name="Unsubscribe").wait_for()
+    assert _no_horizontal_scroll(page), "the preference centre scrolls sideways"
+
+
+def confirmed_reader_on_both(
+    api: httpx.Client, smtp: SmtpSink, live_app: str, other: str
+) -> dict[str, Any]:
+    body = {"email": READER, "lists": ["news", other], "consent": True}
+    assert api.post("/subscribe", json=body).status_code == 202
+    assert httpx.post(confirm_url_in(smtp, live_app)).status_code == 200
+    return lookup(api)
+
+
+# ---- the form editor -------------------------------------------------------------------
+
+
+NEW_WORDING = "Yes, send me the newsletter. I have read the privacy policy."
+
+
+def test_an_editor_rewords_the_consent_and_the_preview_and_readers_see_it(
+    editor_page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client
+) -> None:
+    page = editor_page
+    page.get_by_role("link", name="Forms").click()
+    page.get_by_role("link", name="default").click()
+    page.get_by_role("heading", name="Form default").wait_for()
+    preview = page.frame_locator("iframe#preview")
+    preview.get_by_text(CONSENT).wait_for()
+
+    # The preview follows the typing, before anything is saved.
+    page.get_by_label("Consent wording").fill(NEW_WORDING)
+    preview.get_by_text(NEW_WORDING).wait_for()
+    page.get_by_label("Heading").fill("Get the Morning Brief")
+    preview.get_by_role("heading", name="Get the Morning Brief").wait_for()
+    assert editors_api.get("/api/v1/forms/default").json()["consent_version"] == 1
+
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("status").filter(has_text="Saved.").wait_for()
+    preview.get_by_text(NEW_WORDING).wait_for()
+    versions = page.get_by_role("table").last
+    assert versions.get_by_role("cell", name=NEW_WORDING).is_visible()
+    assert versions.get_by_role("cell", name=CONSENT).is_visible()
+    form = editors_api.get("/api/v1/forms/default").json()
+    assert (form["consent_text"], form["consent_version"]) == (NEW_WORDING, 2)
+
+    # The snippet is copied as it is shown.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the script").click()
+    page.get_by_role("status").filter(has_text="Copied").wait_for()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == f'<script src="{live_app}/forms/default/embed.js" async></script>'
+
+    # The next reader signs up under the new wording.
+    assert editors_api.post("/subscribe", json={"email": READER}).status_code == 202
+    [requested] = lookup(editors_api)["consent_events"]
+    assert (requested["consent_text"], requested["consent_version"]) == (NEW_WORDING, 2)
