@@ -4,6 +4,7 @@ the SMTP sink)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
+from mailer.clock import FrozenClock
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in
 
@@ -64,6 +66,7 @@ def test_an_editor_builds_a_schedule_previews_and_sends_a_digest_and_watches_it_
     readers_and_articles: None,
     smtp: SmtpSink,
     editors_api: httpx.Client,
+    clock: FrozenClock,
 ) -> None:
     page = editor_page
     before = len(smtp.messages)
@@ -111,12 +114,20 @@ def test_an_editor_builds_a_schedule_previews_and_sends_a_digest_and_watches_it_
     assert saved["subject_template"] == "" and saved["html_template"] == ""
     page.reload()  # leave the draft: send the saved digest
 
-    # Send now, then watch the send page until it is done.
+    # Send now while the relay is down, then watch the send page follow it to the end.
+    smtp.stop()
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Send now").click()
     page.get_by_role("status").filter(has_text="The send has started.").wait_for()
     assert "/admin/sends/" in page.url
+    expect(page.locator("#send-pending")).to_have_text("3")
+    expect(page.locator("#send-status")).to_have_text(re.compile("queued|sending"))
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    page.evaluate("window.stillTheSamePage = true")
+    smtp.start()
+    clock.advance(minutes=5)  # past the retry back-off
     expect(page.locator("#send-status")).to_have_text("done", timeout=15_000)
+    assert page.evaluate("window.stillTheSamePage"), "updated in place, not reloaded"
     expect(page.locator("#send-sent")).to_have_text("3")
     expect(page.locator("#send-total")).to_have_text("3")
     expect(page.locator("#send-pending")).to_have_text("0")

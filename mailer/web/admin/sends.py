@@ -19,6 +19,14 @@ FAILED_SHOWN = 50
 DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
+def rate_text(per_second: float | None) -> str:
+    """A rate as editors read it: "12 msg/s", "0.25 msg/s"; "—" when unknown."""
+    if per_second is None:
+        return "—"
+    digits = 2 if per_second < 1 else 1 if per_second < 10 else 0
+    return f"{per_second:.{digits}f} msg/s"
+
+
 def eta_text(seconds: float | None) -> str:
     """An ETA as editors read it: "about 3 min"; "" when unknown."""
     if seconds is None:
@@ -71,7 +79,7 @@ def send_page(
         send=send,
         counts=counts,
         digest=digest,
-        rate=per_second,
+        rate=rate_text(per_second),
         eta=eta_text(sends.eta_seconds(counts, per_second)),
         finished=counts.status in sends.FINISHED,
         failed_messages=sends.messages(session, send_id, OutboxStatus.failed, 0, FAILED_SHOWN),

@@ -19,6 +19,10 @@
     return "about " + (seconds / 3600).toFixed(1) + " h";
   }
 
+  function rateText(rate) {
+    return rate.toFixed(rate < 1 ? 2 : rate < 10 ? 1 : 0) + " msg/s";
+  }
+
   function show(send) {
     var handled = send.total - send.pending;
     var now = Date.now();
@@ -39,7 +43,7 @@
     var bar = document.getElementById("send-bar");
     bar.max = Math.max(send.total, 1);
     bar.value = send.total ? handled : (ended.indexOf(send.status) >= 0 ? 1 : 0);
-    set("send-rate", rate === null || rate === undefined ? "—" : rate.toFixed(1) + " msg/s");
+    set("send-rate", rate === null || rate === undefined ? "—" : rateText(rate));
     var eta = send.pending === 0 ? 0 : (rate ? send.pending / rate : null);
     set("send-eta", etaText(eta));
     if (send.finished_at) { set("send-finished", send.finished_at.replace("T", " ").slice(0, 19) + " UTC"); }
@@ -47,6 +51,10 @@
       form.hidden = form.getAttribute("data-when").split(" ").indexOf(send.status) < 0;
     });
     root.setAttribute("data-status", send.status);
+    var none = document.getElementById("no-failures");
+    if (none && ended.indexOf(send.status) >= 0) {
+      none.textContent = send.failed ? "Reload the page to see the failed messages." : "None.";
+    }
   }
 
   function poll() {
