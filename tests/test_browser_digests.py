@@ -15,6 +15,7 @@ from playwright.sync_api import Dialog, Page, expect
 
 from mailer.clock import FrozenClock
 from mailer.services import Services
+from tests.browser import Console
 from tests.conftest import SmtpSink, link_in
 
 pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
@@ -67,6 +68,7 @@ def test_an_editor_builds_a_schedule_previews_and_sends_a_digest_and_watches_it_
     smtp: SmtpSink,
     editors_api: httpx.Client,
     clock: FrozenClock,
+    console: Console,
 ) -> None:
     page = editor_page
     before = len(smtp.messages)
@@ -75,15 +77,25 @@ def test_an_editor_builds_a_schedule_previews_and_sends_a_digest_and_watches_it_
     page.get_by_label("Name").fill("Evening Edition")
     page.get_by_label("Time zone").fill("Europe/Berlin")
 
+    # A cron expression the editor writes is checked as it is typed.
+    cron = page.get_by_label("Cron expression")
+    problem = page.locator("#schedule-error")
+    cron.fill("0 7 * *")
+    expect(problem).to_have_text("A cron expression has five fields.")
+    console.expect("status of 422")  # the server's refusal of the next one
+    cron.fill("0 25 * * *")
+    expect(problem).to_contain_text("invalid cron expression")
+    expect(page.get_by_label("Frequency")).to_have_value("custom")
+
     # The cron builder fills the expression and lists the next runs in the digest's zone.
     page.get_by_label("Frequency").select_option("weekly")
     page.get_by_label("Monday").check()
     page.get_by_label("Wednesday").check()
     page.get_by_label("Time of day").fill("18:30")
-    cron = page.get_by_label("Cron expression")
     runs = page.locator("#next-runs li")
     expect(cron).to_have_value("30 18 * * 1,3")
     expect(runs).to_have_count(5)
+    expect(problem).to_be_hidden()
     expect(runs.first).to_contain_text("18:30 CE")
     expect(page.locator("#schedule-described")).to_have_text("every Mon, Wed at 18:30")
     for label in runs.all_text_contents():

@@ -91,13 +91,23 @@
 
   function askRuns() {
     var cron = schedule.value.trim();
+    var zone = timezone.value.trim() || "UTC";
     var ticket = ++asked;
     if (!cron) { showRuns({ described: "", labels: [] }); return; }
-    var query = "?schedule=" + encodeURIComponent(cron) + "&timezone=" + encodeURIComponent(timezone.value.trim() || "UTC");
+    // Half-typed values are answered here, without asking the server.
+    if (cron.split(/\s+/).length !== 5) { showProblem("A cron expression has five fields."); return; }
+    if (zone !== "UTC" && !knownZone(zone)) { showProblem("Unknown time zone: choose one from the list."); return; }
+    var query = "?schedule=" + encodeURIComponent(cron) + "&timezone=" + encodeURIComponent(zone);
     window.mailer.api("GET", "/digests/schedule" + query).then(function (answer) {
       if (ticket === asked) { showRuns(answer); }
     }, function (error) {
       if (ticket === asked) { showProblem(error.message); }
+    });
+  }
+
+  function knownZone(name) {
+    return Array.prototype.some.call(document.getElementById("zones").options, function (option) {
+      return option.value === name;
     });
   }
 
