@@ -23,7 +23,7 @@ from mailer.models import Article
 from mailer.schemas import ArticleIn, FeedCreate
 from mailer.subscriptions.errors import Conflict, InvalidInput
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
-from mailer.web.admin.pagekit import BrieflyPostedDep, as_utc, time_tag
+from mailer.web.admin.pagekit import as_utc, time_tag
 
 router = APIRouter(prefix="/admin/articles")
 
@@ -156,7 +156,7 @@ def add_feed(
 
 
 @router.post("/feeds/{feed_id}/poll")
-async def poll_feed(feed_id: int, services: ServicesDep, _current: BrieflyPostedDep) -> Response:
+async def poll_feed(feed_id: int, services: ServicesDep, _current: PostedDep) -> Response:
     """Poll now, as POST /api/v1/feeds/{id}/poll does; the page then shows the result."""
     await run_in_threadpool(feeds.poll_now, services.engine, feed_id, services.clock.now())
     return redirect("/admin/articles/feeds", "polled")

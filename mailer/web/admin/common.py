@@ -15,7 +15,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mailer import accounts
-from mailer.api.deps import CSRF_HEADER, SESSION_COOKIE, ServicesDep, SessionDep
+from mailer.api.deps import CSRF_HEADER, SESSION_COOKIE, ServicesDep
+from mailer.db import session_scope
 from mailer.models import UserRole
 from mailer.web.pages import Pages
 
@@ -48,12 +49,14 @@ def pages(request: Request) -> Pages:
     return found
 
 
-def require_signed_in(
-    request: Request, services: ServicesDep, session: SessionDep
-) -> accounts.SignedIn:
-    current = accounts.signed_in(
-        session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
-    )
+def require_signed_in(request: Request, services: ServicesDep) -> accounts.SignedIn:
+    """The signed-in user, read in a session of its own that is closed at once: a page
+    that streams, or calls domain code opening its own sessions, holds no transaction
+    (SQLite runs one at a time)."""
+    with session_scope(services.engine) as session:
+        current = accounts.signed_in(
+            session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
+        )
     if current is None:
         raise SignInFirst()
     return current

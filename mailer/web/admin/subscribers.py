@@ -21,7 +21,7 @@ from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
-from mailer.web.admin.pagekit import BrieflySignedInDep, time_tag
+from mailer.web.admin.pagekit import time_tag
 
 router = APIRouter(prefix="/admin/subscribers")
 
@@ -142,7 +142,7 @@ def search_by_address(
 @router.get("/export.csv")
 def export_csv(
     services: ServicesDep,
-    _current: BrieflySignedInDep,
+    _current: SignedInDep,
     list_slug: Annotated[str, Query(alias="list", max_length=64)] = "",
 ) -> StreamingResponse:
     """The same CSV as GET /api/v1/subscribers/export.csv (erased subscribers left out)."""
