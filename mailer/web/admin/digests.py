@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from mailer import accounts
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.content import digests
 from mailer.content.articles import normalize_topics
@@ -175,7 +176,7 @@ def list_page(
 
 def _new_page(
     request: Request,
-    current: Any,
+    current: accounts.SignedIn,
     session: Session,
     services: Services,
     draft: dict[str, str],
@@ -242,7 +243,7 @@ def create(
 
 def _digest_page(
     request: Request,
-    current: Any,
+    current: accounts.SignedIn,
     session: Session,
     services: Services,
     digest: Digest,
