@@ -67,8 +67,10 @@ ARTICLE_HTML = """<!DOCTYPE html>
 
 @pytest.fixture
 def article_url(live_app: str) -> Iterator[str]:
-    """A publisher's article page on another origin (other host name, other port)."""
+    """A publisher's article page on another origin (other host name, other port), under a
+    strict Content-Security-Policy of its own: the embedded form needs no inline styles."""
     html = ARTICLE_HTML.format(app=live_app).encode()
+    policy = f"default-src 'self'; script-src {live_app}; connect-src {live_app}; style-src 'self'"
 
     class ArticlePage(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -78,6 +80,7 @@ def article_url(live_app: str) -> Iterator[str]:
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Security-Policy", policy)
             self.send_header("Content-Length", str(len(html)))
             self.end_headers()
             self.wfile.write(html)

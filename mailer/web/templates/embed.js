@@ -47,8 +47,13 @@
       form.appendChild(fieldset);
     }
     var trap = el("input", { type: "text", name: "website", tabindex: "-1", autocomplete: "off",
-                             "aria-hidden": "true",
-                             style: "position:absolute;left:-10000px;width:1px;height:1px" });
+                             "aria-hidden": "true" });
+    // Through the CSSOM, which a host page's strict style-src allows (a style attribute it
+    // would block).
+    trap.style.position = "absolute";
+    trap.style.left = "-10000px";
+    trap.style.width = "1px";
+    trap.style.height = "1px";
     form.appendChild(trap);
     var consentBox = null;
     if (config.consent_checkbox) {
