@@ -47,6 +47,7 @@ class FormCreate(Strict):
     name: str = Field(default="", max_length=200)
     heading: str = Field(default="", max_length=500)
     consent_checkbox: bool = False
+    thanks_message: str = Field(default="", max_length=2000)
 
 
 class FormUpdate(Strict):
@@ -56,6 +57,7 @@ class FormUpdate(Strict):
     name: str | None = Field(default=None, max_length=200)
     heading: str | None = Field(default=None, max_length=500)
     consent_checkbox: bool | None = None
+    thanks_message: str | None = Field(default=None, max_length=2000)
 
 
 class FormPublic(BaseModel):
@@ -68,6 +70,7 @@ class FormPublic(BaseModel):
     consent_version: int
     consent_checkbox: bool
     redirect_url: str
+    thanks_message: str
     form_url: str
     embed_snippet: str
 

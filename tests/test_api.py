@@ -214,6 +214,18 @@ def test_a_form_is_created_with_201(editor: TestClient) -> None:
     assert page.status_code == 200 and "Send me news and sport." in page.text
 
 
+def test_a_form_says_thank_you_in_its_own_words(editor: TestClient) -> None:
+    made = editor.post(
+        "/api/v1/forms",
+        json={"slug": "local", "lists": ["news"], "consent_text": "Yes.", "thanks_message": "Ta!"},
+    )
+    assert made.status_code == 201 and made.json()["thanks_message"] == "Ta!"
+    assert "Ta!" in editor.get("/forms/local/thanks").text
+    changed = editor.patch("/api/v1/forms/local", json={"thanks_message": "Danke!"})
+    assert changed.status_code == 200 and changed.json()["thanks_message"] == "Danke!"
+    assert "Danke!" in editor.get("/forms/local/thanks").text
+
+
 BAD_FORMS = [
     ({"slug": "x", "lists": ["no-such-list"], "consent_text": "Yes."}, 422),
     ({"slug": "x", "lists": ["news", "no-such-list"], "consent_text": "Yes."}, 422),

@@ -28,6 +28,7 @@ def public(session: Session, form: Form, public_url: str) -> FormPublic:
         consent_version=form.consent_version,
         consent_checkbox=form.consent_checkbox,
         redirect_url=form.redirect_url,
+        thanks_message=form.thanks_message,
         form_url=f"{public_url}/forms/{form.slug}",
         embed_snippet=f'<script src="{escape(script)}" async></script>',
     )
@@ -48,6 +49,7 @@ def create_form(
         heading=body.heading,
         consent_checkbox=body.consent_checkbox,
         redirect_url=body.redirect_url or "",
+        thanks_message=body.thanks_message,
     )
     return public(session, form, services.settings.public_url)
 
@@ -81,5 +83,6 @@ def update_form(
         heading=body.heading,
         consent_checkbox=body.consent_checkbox,
         redirect_url=body.redirect_url,
+        thanks_message=body.thanks_message,
     )
     return public(session, form, services.settings.public_url)
