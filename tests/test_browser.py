@@ -24,17 +24,6 @@ from mailer.tokens import Purpose
 from tests.browser import Console
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
 
 READER = "reader@example.com"
