@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
@@ -80,6 +81,15 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def editors_api(live_app: str, api_key: str) -> Iterator[httpx.Client]:
+    """The editors' API of the live app, with an API key."""
+    with httpx.Client(
+        base_url=live_app, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
+    ) as api:
+        yield api
 
 
 @dataclass

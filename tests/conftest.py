@@ -36,7 +36,7 @@ from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services, build
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.admin", "tests.browser"]
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "test-secret-key-that-is-long-enough-for-production-0123456789"

@@ -3,9 +3,7 @@ session, CSRF tokens on the forms, and throttled failed sign-ins."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,34 +11,11 @@ from sqlmodel import select
 
 from mailer import accounts
 from mailer.db import session_scope
-from mailer.models import User, UserRole
+from mailer.models import User
 from mailer.services import Services
+from tests.admin import EDITOR, PASSWORD, csrf_of, sign_in
 from tests.conftest import SECRET
 from tests.test_cli import assert_clear_refusal, mailer, operator_env
-
-EDITOR = "editor@example.org"
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def editor_account(services: Services) -> None:
-    with session_scope(services.engine) as session:
-        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, services.clock.now())
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
-def sign_in(client: TestClient, email: str = EDITOR, password: str = PASSWORD) -> Any:
-    form = client.get("/admin/")
-    return client.post(
-        "/admin/login",
-        data={"email": email, "password": password, "csrf": csrf_of(form.text)},
-        follow_redirects=False,
-    )
 
 
 def test_the_command_creates_an_account_with_a_generated_password(

@@ -10,24 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mailer import accounts
 from mailer.clock import FrozenClock
-from mailer.db import session_scope
-from mailer.models import UserRole
-from mailer.services import Services
+from tests.admin import csrf_of
 from tests.conftest import SmtpSink
-from tests.test_admin_accounts import EDITOR, PASSWORD, csrf_of, sign_in
 from tests.test_digests import article, confirm_readers, morning_brief, send_now
 from tests.test_feeds import RSS, FeedServer
-
-
-@pytest.fixture
-def signed_in(client: TestClient, services: Services) -> TestClient:
-    """The client signed in to /admin/ as an editor."""
-    with session_scope(services.engine) as session:
-        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, services.clock.now())
-    assert sign_in(client).status_code == 303
-    return client
 
 
 @pytest.fixture

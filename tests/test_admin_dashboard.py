@@ -13,17 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from mailer import accounts, apikeys
+from mailer import apikeys
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
-from mailer.models import Digest, MailingList, Send, SendStatus, UserRole
+from mailer.models import Digest, MailingList, Send, SendStatus
 from mailer.services import Services
 from mailer.subscriptions import stats
 from mailer.subscriptions.erasure import find_by_email
 from mailer.tokens import Purpose
 from mailer.web.admin import charts
 from tests.conftest import SmtpSink, link_in
-from tests.test_admin_accounts import sign_in
 
 TODAY = date(2026, 3, 31)
 NOW = datetime(2026, 3, 31, 15, 0, tzinfo=UTC)
@@ -158,14 +157,6 @@ def test_the_numbers_a_day_ago_do_not_change_when_looking_later(
         }
     assert earlier["news"][-1] == today["news"][-4] == 1
     assert earlier["sport"] == [0] * 30, "carol's later confirmation is not seen before it"
-
-
-@pytest.fixture
-def signed_in(client: TestClient, services: Services) -> TestClient:
-    with session_scope(services.engine) as session:
-        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, services.clock.now())
-    assert sign_in(client, EDITOR, PASSWORD).status_code == 303
-    return client
 
 
 def test_the_dashboard_draws_a_line_per_list_with_the_numbers_beside_it(

@@ -13,11 +13,9 @@ from fastapi.testclient import TestClient
 from mailer.clock import FrozenClock
 from mailer.models import Digest, Send
 from mailer.services import Services
+from tests.admin import csrf_of, sign_in
 from tests.conftest import SmtpSink, count_rows
-from tests.test_admin_accounts import csrf_of, editor_account, sign_in
 from tests.test_digests import article, confirm_readers
-
-__all__ = ["editor_account"]  # a fixture, used by name
 
 # A Thursday before Europe/Berlin moves its clocks forward (Sunday 29 March 2026).
 BEFORE_DST = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)

@@ -10,18 +10,11 @@ from fastapi.testclient import TestClient
 
 from mailer.models import Form, FormConsentVersion
 from mailer.services import Services
+from tests.admin import csrf_of
 from tests.conftest import count_rows
-from tests.test_admin_accounts import csrf_of, editor_account, sign_in  # noqa: F401
 
 READER = "reader@example.com"
 NEW_WORDING = "I agree to receive the newsletter and accept the privacy policy."
-
-
-@pytest.fixture
-def signed_in(editor: TestClient, editor_account: None) -> TestClient:  # noqa: F811
-    """The `editor` client (API key) also signed in to /admin/ as an editor."""
-    assert sign_in(editor).status_code == 303
-    return editor
 
 
 def page_form(client: TestClient, slug: str = "default") -> dict[str, Any]:

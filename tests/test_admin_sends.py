@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
 from mailer.services import Services
+from tests.admin import csrf_of
 from tests.conftest import SmtpSink, outbox_idle
-from tests.test_admin_accounts import csrf_of, editor_account, sign_in
 from tests.test_digests import (
     READERS,
     article,
@@ -21,15 +20,6 @@ from tests.test_digests import (
     send_now,
     wait_until_retrying,
 )
-
-__all__ = ["editor_account"]  # a fixture, used by name
-
-
-@pytest.fixture
-def signed_in(editor: TestClient, editor_account: None) -> TestClient:
-    """The editor's client (API key) signed in to /admin/ too."""
-    assert sign_in(editor).status_code == 303
-    return editor
 
 
 def press(client: TestClient, send_id: int, button: str) -> tuple[int, str]:

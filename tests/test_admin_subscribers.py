@@ -10,28 +10,16 @@ import io
 import re
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from mailer import accounts
 from mailer.db import session_scope
-from mailer.models import UserRole
 from mailer.services import Services
 from mailer.subscriptions import erasure
+from tests.admin import csrf_of
 from tests.conftest import SmtpSink, link_in
-from tests.test_admin_accounts import EDITOR, PASSWORD, csrf_of, sign_in
 from tests.test_api import BROWSER, DEFAULT_WORDING, READER, find, sign_up
 
 SPORT_WORDING = 'Yes, send me "Sport Weekly" & its <offers>.'
-
-
-@pytest.fixture
-def signed_in(client: TestClient, services: Services) -> TestClient:
-    """The client signed in to /admin/ as an editor."""
-    with session_scope(services.engine) as session:
-        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, services.clock.now())
-    assert sign_in(client).status_code == 303
-    return client
 
 
 def csrf(client: TestClient) -> str:

@@ -14,8 +14,8 @@ from mailer import accounts
 from mailer.db import session_scope
 from mailer.models import ApiKey, User, UserRole, WebSession
 from mailer.services import Services
+from tests.admin import csrf_of, sign_in
 from tests.conftest import count_rows
-from tests.test_admin_accounts import csrf_of, sign_in
 
 ADMIN = "chief@example.org"
 EDITOR = "editor@example.org"

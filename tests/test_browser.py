@@ -87,14 +87,6 @@ def article_url(live_app: str) -> Iterator[str]:
     thread.join(timeout=5)
 
 
-@pytest.fixture
-def editors_api(live_app: str, api_key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=live_app, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
-    ) as api:
-        yield api
-
-
 # ---- helpers ---------------------------------------------------------------------------
 
 

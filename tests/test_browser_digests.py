@@ -5,7 +5,6 @@ the SMTP sink)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,14 +26,6 @@ TITLES = ["Council approves the new bridge", "Clinics open longer", "Harbour reo
 @pytest.fixture
 def settings_overrides(app_url: str) -> dict[str, Any]:
     return {"public_url": app_url}
-
-
-@pytest.fixture
-def editors_api(live_app: str, api_key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=live_app, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
-    ) as api:
-        yield api
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,14 +20,6 @@ WORDING = 'Yes, send me the "Morning Brief" & other news by email. I can leave a
 @pytest.fixture
 def settings_overrides(app_url: str) -> dict[str, Any]:
     return {"public_url": app_url}
-
-
-@pytest.fixture
-def editors_api(live_app: str, api_key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=live_app, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
-    ) as api:
-        yield api
 
 
 def test_an_editor_reads_a_reader_s_consent_history_then_erases_the_reader(

@@ -8,9 +8,7 @@ from fastapi.testclient import TestClient
 
 from mailer.services import Services
 from mailer.web.headers import policy_for
-from tests.test_admin_accounts import csrf_of, editor_account, sign_in
-
-__all__ = ["editor_account"]  # a fixture used below
+from tests.admin import csrf_of, sign_in
 
 
 def directives(policy: str) -> dict[str, str]:
