@@ -23,7 +23,7 @@ from mailer.models import Article
 from mailer.schemas import ArticleIn, FeedCreate
 from mailer.subscriptions.errors import Conflict, InvalidInput
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
-from mailer.web.admin.pagekit import as_utc, time_tag
+from mailer.web.admin.times import as_utc, time_tag
 
 router = APIRouter(prefix="/admin/articles")
 

@@ -12,10 +12,10 @@ from sqlmodel import Session, col, select
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.delivery import sends
 from mailer.models import Digest, MailingList, Send
-from mailer.scheduling import BadSchedule, zone
 from mailer.subscriptions import stats
 from mailer.web.admin import charts
 from mailer.web.admin.common import SignedInDep, render
+from mailer.web.admin.times import in_zone
 
 router = APIRouter(prefix="/admin/dashboard")
 
@@ -81,11 +81,7 @@ def next_sends(session: Session) -> list[NextSend]:
     found = []
     for digest, list_name in rows:
         assert digest.next_run_at is not None and digest.id is not None
-        try:
-            timezone = digest.timezone
-            at_local = digest.next_run_at.astimezone(zone(timezone))
-        except BadSchedule:
-            timezone, at_local = "UTC", digest.next_run_at
+        at_local, timezone = in_zone(digest.next_run_at, digest.timezone)
         found.append(NextSend(digest.id, digest.name, list_name, at_local, timezone))
     return found
 

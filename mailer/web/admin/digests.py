@@ -28,13 +28,14 @@ from mailer.content.articles import normalize_topics
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail, TemplateProblem
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, describe, local_runs, run_label, zone
+from mailer.scheduling import BadSchedule, describe, local_runs, run_label
 from mailer.schemas import DigestCreate, DigestUpdate, TestSend
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.catalog import all_lists
 from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownList
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
+from mailer.web.admin.times import in_zone
 
 router = APIRouter(prefix="/admin/digests")
 
@@ -142,10 +143,7 @@ def _upcoming(digest: Digest | dict[str, str], now: datetime) -> tuple[str, list
 def _in_zone(moment: datetime | None, timezone: str) -> str:
     if moment is None:
         return ""
-    try:
-        return run_label(moment.astimezone(zone(timezone)))
-    except BadSchedule:
-        return run_label(moment)
+    return run_label(in_zone(moment, timezone)[0])
 
 
 # ---- the list ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
-from mailer.web.admin.pagekit import time_tag
+from mailer.web.admin.times import time_tag
 
 router = APIRouter(prefix="/admin/subscribers")
 

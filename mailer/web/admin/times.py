@@ -1,10 +1,13 @@
-"""Small things the pages share: UTC times in <time> elements."""
+"""Times on the editors' pages: stored moments as UTC (SQLite hands back naive ones),
+in a digest's own time zone, and in <time> elements."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from markupsafe import Markup
+
+from mailer.scheduling import BadSchedule, zone
 
 
 def as_utc(at: datetime) -> datetime:
@@ -20,3 +23,11 @@ def time_tag(at: datetime | None, seconds: bool = False) -> Markup:
     shown = moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
     machine = moment.isoformat().replace("+00:00", "Z")
     return Markup('<time datetime="{}">{}</time>').format(machine, shown)
+
+
+def in_zone(moment: datetime, timezone: str) -> tuple[datetime, str]:
+    """The moment in `timezone`, and that zone's name (UTC when the name is not known)."""
+    try:
+        return as_utc(moment).astimezone(zone(timezone)), timezone
+    except BadSchedule:
+        return as_utc(moment), "UTC"
