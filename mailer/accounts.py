@@ -9,6 +9,7 @@ sessions); the last active administrator cannot be removed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +80,10 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 class SignedIn:
     user: User
     session: WebSession
+
+    def accepts(self, csrf_token: str) -> bool:
+        """Whether a form or script sent this session's CSRF token (constant time)."""
+        return hmac.compare_digest(csrf_token.encode(), self.session.csrf_token.encode())
 
 
 def _digest(token: str) -> str:

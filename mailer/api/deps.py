@@ -7,7 +7,6 @@ changes anything must also carry the session's CSRF token in `X-CSRF-Token`.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,19 +52,26 @@ class Editor:
     user_id: int | None = None
 
 
-def _signed_in_editor(request: Request, services: Services) -> Editor | None:
+def signed_in_browser(request: Request, services: Services) -> accounts.SignedIn | None:
+    """The person behind the session cookie, read in a session of its own that is closed
+    at once: a caller that streams, or opens sessions of its own, holds no transaction
+    (SQLite runs one at a time)."""
     token = request.cookies.get(SESSION_COOKIE, "")
     if not token:
         return None
     with session_scope(services.engine) as session:
-        current = accounts.signed_in(session, token, services.clock.now())
-        if current is None:
-            return None
-        if request.method not in SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent.encode(), current.session.csrf_token.encode()):
-                raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
-        return Editor(name=current.user.email, role=current.user.role, user_id=current.user.id)
+        return accounts.signed_in(session, token, services.clock.now())
+
+
+def _signed_in_editor(request: Request, services: Services) -> Editor | None:
+    current = signed_in_browser(request, services)
+    if current is None:
+        return None
+    if request.method not in SAFE_METHODS and not current.accepts(
+        request.headers.get(CSRF_HEADER, "")
+    ):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
+    return Editor(name=current.user.email, role=current.user.role, user_id=current.user.id)
 
 
 def require_editor(

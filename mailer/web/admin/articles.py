@@ -44,8 +44,11 @@ TEXT_LIMIT = 20_000
 """Form fields longer than any schema allows are refused by the schema's own message."""
 
 
-def _problems(exc: ValidationError) -> str:
-    """A schema's complaints, one sentence per field, named as the form names them."""
+def _problems(exc: ValidationError | InvalidInput) -> str:
+    """A schema's or the domain's complaints, one sentence per field, named as the form
+    names them."""
+    if isinstance(exc, InvalidInput):
+        return f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}."
     parts = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
@@ -141,11 +144,8 @@ def add_feed(
             interval_minutes=interval_minutes.strip() or "15",  # type: ignore[arg-type]
         )
         feeds.create(session, body.model_dump(), services.clock.now())
-    except ValidationError as exc:
+    except (ValidationError, InvalidInput) as exc:
         return _feeds_page(request, current, session, _problems(exc), typed, 422)
-    except InvalidInput as exc:
-        message = f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}."
-        return _feeds_page(request, current, session, message, typed, 422)
     except Conflict:
         session.rollback()
         return _feeds_page(
@@ -268,13 +268,9 @@ def save_article(
             published_at=_published_at(published_at),
         )
         articles.upsert(session, articles.ArticleInput(**body.model_dump()), services.clock.now())
-    except ValidationError as exc:
+    except (ValidationError, InvalidInput) as exc:
         session.rollback()
         return _article_page(request, current, session, article, typed, _problems(exc), 422)
-    except InvalidInput as exc:
-        session.rollback()
-        message = f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}."
-        return _article_page(request, current, session, article, typed, message, 422)
     session.commit()
     return redirect(f"/admin/articles/{article_id}", "saved")
 

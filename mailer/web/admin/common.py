@@ -8,15 +8,13 @@ API itself with the session cookie and the `X-CSRF-Token` header (see `api/deps.
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mailer import accounts
-from mailer.api.deps import CSRF_HEADER, SESSION_COOKIE, ServicesDep
-from mailer.db import session_scope
+from mailer.api.deps import CSRF_HEADER, ServicesDep, signed_in_browser
 from mailer.models import UserRole
 from mailer.web.pages import Pages
 
@@ -50,13 +48,7 @@ def pages(request: Request) -> Pages:
 
 
 def require_signed_in(request: Request, services: ServicesDep) -> accounts.SignedIn:
-    """The signed-in user, read in a session of its own that is closed at once: a page
-    that streams, or calls domain code opening its own sessions, holds no transaction
-    (SQLite runs one at a time)."""
-    with session_scope(services.engine) as session:
-        current = accounts.signed_in(
-            session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
-        )
+    current = signed_in_browser(request, services)
     if current is None:
         raise SignInFirst()
     return current
@@ -82,7 +74,7 @@ async def require_csrf(request: Request, current: SignedInDep) -> accounts.Signe
         form = await request.form()
         value = form.get("csrf", "")
         sent = value if isinstance(value, str) else ""
-    if not hmac.compare_digest(sent.encode(), current.session.csrf_token.encode()):
+    if not current.accepts(sent):
         raise HTTPException(403, "the form had expired: reload the page and try again")
     return current
 

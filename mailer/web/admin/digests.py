@@ -119,11 +119,16 @@ def _fields(draft: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _problem(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']).replace('_', ' ')}: {error['msg']}"
-        for error in exc.errors()
-    )
+def _refusal(exc: Exception) -> str:
+    """Why the form was refused, as the page shows it."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).replace('_', ' ')}: {error['msg']}"
+            for error in exc.errors()
+        )
+    if isinstance(exc, UnknownList):
+        return "list: choose one of the lists"
+    return str(exc)
 
 
 def _upcoming(digest: Digest | dict[str, str], now: datetime) -> tuple[str, list[str]]:
@@ -221,17 +226,9 @@ def create(
         fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
         digest = digests.create(session, body.list_slug, fields, now)
         digests.reschedule(digest, now)
-    except ValidationError as exc:
+    except (ValidationError, UnknownList, InvalidInput, Conflict) as exc:
         session.rollback()
-        return _new_page(request, current, session, services, draft, _problem(exc), 422)
-    except UnknownList:
-        session.rollback()
-        return _new_page(
-            request, current, session, services, draft, "list: choose one of the lists", 422
-        )
-    except (InvalidInput, Conflict) as exc:
-        session.rollback()
-        return _new_page(request, current, session, services, draft, str(exc), 422)
+        return _new_page(request, current, session, services, draft, _refusal(exc), 422)
     session.commit()
     return redirect(f"/admin/digests/{digest.id}", "created")
 
@@ -313,9 +310,8 @@ def update(
         digests.reschedule(digest, now)
     except (ValidationError, InvalidInput, Conflict) as exc:
         session.rollback()
-        message = _problem(exc) if isinstance(exc, ValidationError) else str(exc)
         digest = digests.get(session, digest_id)
-        return _digest_page(request, current, session, services, digest, draft, message, 422)
+        return _digest_page(request, current, session, services, digest, draft, _refusal(exc), 422)
     session.commit()
     return redirect(f"/admin/digests/{digest_id}", "saved")
 
@@ -435,8 +431,12 @@ def test_send(
         mail, _ = sends.preview(
             session, services.settings, services.renderer, digest, services.clock.now()
         )
-    except ValidationError:
-        message = "give one to twenty addresses, one a line"
+    except (ValidationError, InvalidInput, TemplateProblem, sends.NothingNew) as exc:
+        message = (
+            "give one to twenty addresses, one a line"
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
         return _digest_page(
             request,
             current,
@@ -444,17 +444,6 @@ def test_send(
             services,
             digest,
             test_error=message,
-            status_code=422,
-            test_addresses=addresses,
-        )
-    except (InvalidInput, TemplateProblem, sends.NothingNew) as exc:
-        return _digest_page(
-            request,
-            current,
-            session,
-            services,
-            digest,
-            test_error=str(exc),
             status_code=422,
             test_addresses=addresses,
         )

@@ -12,7 +12,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mailer import accounts
-from mailer.api.deps import SESSION_COOKIE, ServicesDep, SessionDep, client_ip
+from mailer.api.deps import (
+    SESSION_COOKIE,
+    ServicesDep,
+    SessionDep,
+    client_ip,
+    signed_in_browser,
+)
 from mailer.ratelimit import retry_after_header
 from mailer.web.admin.common import PAGE_HEADERS, pages
 
@@ -55,12 +61,9 @@ def _login_page(
 
 
 @router.get("/")
-def admin_home(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+def admin_home(request: Request, services: ServicesDep) -> Response:
     """The sign-in form, or the dashboard when already signed in."""
-    current = accounts.signed_in(
-        session, request.cookies.get(SESSION_COOKIE, ""), services.clock.now()
-    )
-    if current is None:
+    if signed_in_browser(request, services) is None:
         return _login_page(request, services)
     return RedirectResponse(HOME, status_code=303, headers=PAGE_HEADERS)
 
@@ -123,7 +126,7 @@ def admin_logout(
     )
     if current is None:
         return RedirectResponse("/admin/", status_code=303)
-    if not hmac.compare_digest(current.session.csrf_token.encode(), csrf.encode()):
+    if not current.accepts(csrf):
         return Response("missing or wrong CSRF token", status_code=403, headers=PAGE_HEADERS)
     accounts.end_session(session, current.session, services.clock.now())
     response = RedirectResponse("/admin/", status_code=303)
