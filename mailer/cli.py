@@ -13,9 +13,14 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from sqlalchemy import Engine
 
-from mailer import config, db, logs
+from mailer import db
+from mailer.cli_bounces import bounces_app
+from mailer.cli_dkim import dkim_app
+from mailer.cli_webhooks import webhooks_app
+from mailer.clitools import ConfigOption, fail
+from mailer.clitools import load_settings as _settings
+from mailer.clitools import open_engine as _engine
 from mailer.clock import SystemClock
 from mailer.models import UserRole
 
@@ -36,6 +41,9 @@ app.add_typer(sends_app, name="sends")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(user_app, name="user")
 app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(dkim_app, name="dkim")
+app.add_typer(bounces_app, name="bounces")
+app.add_typer(webhooks_app, name="webhooks")
 
 log = logging.getLogger("mailer")
 
@@ -52,40 +60,6 @@ def main(
     """mailer: newsletters with double opt-in."""
     if config_path is not None:
         os.environ["MAILER_CONFIG"] = str(config_path)
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML config file (default: $MAILER_CONFIG).", dir_okay=False
-    ),
-]
-
-
-def fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
-
-
-def _settings(config_path: Path | None) -> config.Settings:
-    try:
-        settings = config.load(config_path)
-        config.check_production(settings)
-    except config.ConfigError as exc:
-        raise fail(str(exc)) from exc
-    logs.configure(settings.log_level, settings.log_format)
-    return settings
-
-
-def _engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
-    engine = db.make_engine(settings)
-    if not db.ping(engine):
-        raise fail(f"cannot reach the database at {engine.url.render_as_string()}")
-    if migrate_sqlite and db.is_sqlite(engine):
-        db.upgrade(engine)
-    elif migrate_sqlite and not db.is_current(engine):
-        raise fail("the database schema is not up to date: run `mailer db upgrade` first")
-    return engine
 
 
 def _link_host(host: str) -> str:

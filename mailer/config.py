@@ -196,6 +196,74 @@ class ThemeSettings(Section):
         return value
 
 
+class DkimSettings(Section):
+    """DKIM signing of every message; off while `domain` is empty."""
+
+    domain: str = ""
+    """The d= domain; normally the From address's domain."""
+    selector: str = ""
+    """The s= selector: the key is published at <selector>._domainkey.<domain>."""
+    private_key_path: str = ""
+    """PEM file of the RSA private key (2048 bits; `mailer dkim keygen` makes one)."""
+    ed25519_selector: str = ""
+    """A second, ed25519-sha256 signature beside the RSA one; empty: none."""
+    ed25519_private_key_path: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> DkimSettings:
+        rsa = (self.domain, self.selector, self.private_key_path)
+        if any(rsa) and not all(rsa):
+            raise ValueError("dkim needs domain, selector and private_key_path together")
+        ed25519 = (self.ed25519_selector, self.ed25519_private_key_path)
+        if any(ed25519) and not (all(ed25519) and self.domain):
+            raise ValueError(
+                "an ed25519 signature needs dkim.ed25519_selector, "
+                "dkim.ed25519_private_key_path and the RSA key's domain"
+            )
+        return self
+
+
+class BounceSettings(Section):
+    """Bounces and complaints: the listener, the mailbox poller, the provider webhooks."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    """Where `mailer bounces serve` accepts DSNs and ARF reports by SMTP."""
+    max_message_bytes: int = Field(default=10_000_000, gt=0)
+    soft_limit: int = Field(default=3, ge=1)
+    """Soft bounces (4.x.x, delayed, mailbox full) within `soft_window_days` that suppress."""
+    soft_window_days: float = Field(default=14.0, gt=0)
+    imap_host: str = ""
+    """A mailbox to poll for DSNs and ARF reports; empty: no polling."""
+    imap_port: int = 993
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_username: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder: str = "INBOX"
+    imap_interval_seconds: float = Field(default=60.0, gt=0)
+    ses_topic_arns: list[str] = Field(default_factory=list)
+    """SNS topics whose SES notifications are accepted; empty: the SES webhook is off."""
+    sns_certificate_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    """Hosts (a regular expression) SNS signing certificates may be fetched from."""
+    postmark_username: str = ""
+    """Basic-auth credentials Postmark's webhook must send; empty: the webhook is off."""
+    postmark_password: SecretStr = SecretStr("")
+    mailgun_signing_key: SecretStr = SecretStr("")
+    """Mailgun's HTTP webhook signing key; empty: the webhook is off."""
+
+
+class WebhookSettings(Section):
+    """Outgoing webhooks: how deliveries are made and retried."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    """The first retry waits this long; each later one twice as long as the one before."""
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    allow_http: bool = False
+    """Accept http:// endpoint URLs (for a development machine); https:// otherwise."""
+
+
 class DigestSettings(Section):
     first_lookback_hours: float = 24.0
     """A digest's first send carries the articles published this long before it."""
@@ -227,6 +295,9 @@ class Settings(BaseSettings):
     digests: DigestSettings = Field(default_factory=DigestSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
+    bounces: BounceSettings = Field(default_factory=BounceSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("public_url")
     @classmethod

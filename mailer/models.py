@@ -87,6 +87,10 @@ class Form(SQLModel, table=True):
     consent_checkbox: bool = False
     """When true the form shows an unticked box that must be ticked to submit."""
     redirect_url: str = Field(default="", max_length=2000)
+    allowed_hosts: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    """Hosts (besides this server's) that the redirect URL may point to."""
     thanks_message: str = Field(
         default="", sa_column=Column(Text, nullable=False, server_default="")
     )
@@ -169,7 +173,7 @@ class ConsentEvent(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     seq: int
     action: str = Field(max_length=32)
-    at: datetime
+    at: datetime = Field(index=True)
     lists: list[str] = Field(sa_column=Column(JSON, nullable=False))
     form: str = Field(default="", max_length=64)
     consent_text: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -335,6 +339,11 @@ class Feed(SQLModel, table=True):
 
 class SuppressionReason(StrEnum):
     hard_bounce = "hard-bounce"
+    """The address does not exist (5.1.1, 5.1.10), said in the SMTP dialogue or a DSN."""
+    soft_bounce = "soft-bounce"
+    """Too many temporary failures (4.x.x, 5.2.2, delayed) within the configured window."""
+    complaint = "complaint"
+    """The reader marked mail as spam (an ARF abuse report or a provider's complaint)."""
 
 
 class Suppression(SQLModel, table=True):
@@ -351,6 +360,39 @@ class Suppression(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     """The reply or report that caused it."""
     created_at: datetime
+
+
+class BounceKind(StrEnum):
+    hard = "hard"
+    """The address is dead: suppressed at once."""
+    soft = "soft"
+    """Temporary (4.x.x, delayed, mailbox full): suppressed only after repeated ones."""
+    policy = "policy"
+    """Refused by the receiver's policy (5.7.x): the sender's problem; the operator is
+    alerted and the reader kept."""
+    complaint = "complaint"
+    """An abuse report: the reader is unsubscribed and suppressed."""
+
+
+class BounceEvent(SQLModel, table=True):
+    """A bounce, delay or complaint about one message, from whichever channel it came:
+    the SMTP dialogue, a DSN or ARF report by mail, or a provider's webhook."""
+
+    __tablename__ = "bounce_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    kind: str = Field(max_length=16)
+    status: str = Field(default="", max_length=16)
+    """The RFC 3463 status ("5.1.1"), or "" when the report had none."""
+    action: str = Field(default="", max_length=32)
+    """The DSN action (failed, delayed) or the ARF feedback type (abuse)."""
+    source: str = Field(max_length=32)
+    """smtp (the dialogue), dsn, arf, or the provider's name (ses, postmark, ...)."""
+    outbox_id: int | None = Field(default=None, index=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscribers.id", index=True)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """The diagnostic the receiver gave (no addresses: they are cut out)."""
 
 
 class DeliveryAttempt(SQLModel, table=True):
@@ -411,3 +453,60 @@ class WebSession(SQLModel, table=True):
     created_at: datetime
     expires_at: datetime
     ended_at: datetime | None = None
+
+
+class WebhookEvent(StrEnum):
+    subscriber_created = "subscriber.created"
+    subscriber_confirmed = "subscriber.confirmed"
+    subscriber_unsubscribed = "subscriber.unsubscribed"
+    subscriber_bounced = "subscriber.bounced"
+    send_started = "send.started"
+    send_finished = "send.finished"
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An editor's HTTPS endpoint and the events it wants."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    description: str = Field(default="", max_length=200)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=128)
+    """The HMAC key the deliveries are signed with (shown to the editor once)."""
+    enabled: bool = True
+    created_at: datetime
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to deliver to one endpoint: a durable queue row, retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoints.id", index=True)
+    event: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    """The exact JSON body sent (and signed)."""
+    status: str = Field(default="pending", max_length=16)
+    """pending, delivered or failed (given up)."""
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One try at a webhook delivery and what the endpoint answered."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_deliveries.id", index=True)
+    at: datetime
+    status_code: int | None = None
+    error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    duration_ms: int = 0
