@@ -1,0 +1,1 @@
+"""Outgoing webhooks: events queued in the caller's transaction, delivered signed and retried."""

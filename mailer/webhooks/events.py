@@ -1,0 +1,64 @@
+"""Queueing webhook events: one delivery row per subscribed endpoint, in the caller's transaction.
+
+`emit` only adds rows to the session it is given; the event is queued if and only if that
+transaction commits (a durable outbox). The worker in `mailer.webhooks.delivery` sends them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from mailer.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+PING = "ping"
+"""The event a test delivery carries; endpoints receive it whatever they subscribed to."""
+
+
+def iso(at: datetime) -> str:
+    """A moment as ISO 8601 in UTC (stored naive times are UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat()
+
+
+def payload_json(delivery_id: int, event: str, data: dict[str, Any], created_at: datetime) -> str:
+    """The exact body a delivery sends (and signs)."""
+    body = {"id": delivery_id, "event": event, "created_at": iso(created_at), "data": data}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def queue(
+    session: Session, endpoint_id: int, event: str, data: dict[str, Any], now: datetime
+) -> WebhookDelivery:
+    """Side effect: adds one pending delivery of `event` to one endpoint, due now."""
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint_id,
+        event=event,
+        payload="{}",
+        status="pending",
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    assert delivery.id is not None
+    delivery.payload = payload_json(delivery.id, event, data, now)
+    session.add(delivery)
+    return delivery
+
+
+def emit(session: Session, event: WebhookEvent, data: dict[str, Any], now: datetime) -> None:
+    """Side effect: queues `event` for every enabled endpoint subscribed to it, in the
+    session's transaction (nothing is sent if the caller rolls back)."""
+    endpoints = session.exec(
+        select(WebhookEndpoint)
+        .where(col(WebhookEndpoint.enabled).is_(True))
+        .order_by(col(WebhookEndpoint.id))
+    ).all()
+    for endpoint in endpoints:
+        if endpoint.id is not None and str(event) in endpoint.events:
+            queue(session, endpoint.id, str(event), data, now)
