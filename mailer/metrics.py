@@ -23,7 +23,14 @@ class Metrics:
             "mailer_mail_deferred", "Messages queued for a retry", registry=r
         )
         self.mail_suppressed = Counter(
-            "mailer_mail_suppressed", "Addresses suppressed after a 5.1.x refusal", registry=r
+            "mailer_mail_suppressed",
+            "Addresses suppressed after a refusal in the SMTP dialogue",
+            registry=r,
+        )
+        self.policy_rejections = Counter(
+            "mailer_policy_rejections",
+            "Messages refused by a receiver's policy (5.7.x): the sending setup needs a look",
+            registry=r,
         )
         self.slowdowns = Counter(
             "mailer_relay_slowdowns",

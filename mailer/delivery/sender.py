@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from mailer.bounces import handling
 from mailer.clock import Clock
-from mailer.config import SenderSettings
+from mailer.config import BounceSettings, SenderSettings
 from mailer.db import session_scope
 from mailer.delivery import outbox, sends, workers
 from mailer.delivery.compose import Composer, Envelope, NothingToSend
@@ -20,8 +21,7 @@ from mailer.delivery.throttle import Throttle
 from mailer.delivery.transport import DeliveryError, Transport
 from mailer.logs import redact
 from mailer.metrics import Metrics
-from mailer.models import OutboxMessage, OutboxStatus, Subscriber, SuppressionReason
-from mailer.subscriptions import suppression
+from mailer.models import BounceKind, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ class Sender:
         settings: SenderSettings,
         clock: Clock,
         metrics: Metrics,
+        bounces: BounceSettings | None = None,
     ) -> None:
         self.engine = engine
+        self.bounces = bounces or BounceSettings()
         self.transport = transport
         self.composer = composer
         self.settings = settings
@@ -152,12 +154,13 @@ class Sender:
         failed: list[tuple[Claimed, DeliveryError]],
         send_ids: set[int],
     ) -> None:
-        """Record a batch's outcomes in one transaction, suppress addresses that do not
-        exist, then close finished sends."""
+        """Record a batch's outcomes in one transaction, handle the refusals that are about
+        the recipient like bounces (a dead address is suppressed), then close finished
+        sends."""
         now = self.clock.now()
         max_age = timedelta(hours=self.settings.max_age_hours)
         failures = []
-        bad_addresses: list[tuple[int, str]] = []
+        refusals: list[handling.Report] = []
         for item, exc in failed:
             retry_at = None
             reply = exc.reply
@@ -166,8 +169,16 @@ class Sender:
                 if retry_at > item.created_at + max_age:
                     retry_at = None
                     reply = f"{reply} (given up: queued over {self.settings.max_age_hours:g} h ago)"
-            if exc.address_is_bad:
-                bad_addresses.append((item.subscriber_id, exc.reply))
+            if exc.code is not None and not exc.asks_to_slow_down:
+                refusals.append(
+                    handling.Report(
+                        source="smtp",
+                        status=exc.enhanced_status,
+                        action="failed" if exc.permanent else "delayed",
+                        detail=exc.reply,
+                        outbox_id=item.message_id,
+                    )
+                )
             failures.append(outbox.Failure(item.message_id, item.attempt, reply, retry_at))
             (self.metrics.mail_deferred if retry_at else self.metrics.mail_failed).inc()
             log.warning(
@@ -181,23 +192,17 @@ class Sender:
                     "retry": bool(retry_at),
                 },
             )
+        suppressed = 0
         with session_scope(self.engine) as session:
             outbox.record_outcomes(session, sent, failures, now)
-            for subscriber_id, reply in bad_addresses:
-                subscriber = session.get(Subscriber, subscriber_id)
-                if subscriber is not None:
-                    suppression.suppress(
-                        session, subscriber, SuppressionReason.hard_bounce, reply, now
-                    )
-                    log.info(
-                        "subscriber %s suppressed: the relay said %s",
-                        subscriber_id,
-                        redact(reply),
-                        extra={"subscriber_id": subscriber_id},
-                    )
+            for report in refusals:
+                outcome = handling.handle(session, report, self.bounces, now)
+                suppressed += outcome.suppressed
+                if outcome.kind == BounceKind.policy:
+                    self.metrics.policy_rejections.inc()
             sends.close_finished(session, send_ids, now)
         self.metrics.mail_sent.inc(len(sent))
-        self.metrics.mail_suppressed.inc(len(bad_addresses))
+        self.metrics.mail_suppressed.inc(suppressed)
 
     def heartbeat_once(self) -> None:
         """Heartbeat: count live senders (the limits are divided among them) and keep the

@@ -44,11 +44,6 @@ class DeliveryError(Exception):
         """421 (service busy, closing) and 451 (local error, often rate limiting)."""
         return self.code in (421, 451)
 
-    @property
-    def address_is_bad(self) -> bool:
-        """A permanent failure about the address itself (5.1.x: no such user, ...)."""
-        return self.permanent and self.enhanced_status.startswith("5.1.")
-
 
 class Transport(Protocol):
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
