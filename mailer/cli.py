@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy import Engine
 
 from mailer import db
 from mailer.cli_bounces import bounces_app
@@ -270,6 +271,67 @@ def subscribers_export(
     finally:
         if output:
             handle.close()
+
+
+def _subscriber_by_address(engine: Engine, email: str) -> int:
+    """The id of the subscriber with this address, or a clear error (exit 2)."""
+    from mailer.subscriptions import directory
+    from mailer.subscriptions.addresses import normalize_email
+    from mailer.subscriptions.errors import InvalidInput
+
+    try:
+        address = normalize_email(email)
+    except InvalidInput as exc:
+        raise fail(f"not a valid address: {exc.message}") from exc
+    with db.session_scope(engine) as session:
+        found = directory.search(session, email=address, limit=1)
+        if not found or found[0].id is None:
+            raise fail("no subscriber has that address")
+        return found[0].id
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Print everything held about one subscriber as JSON (as GET
+    /api/v1/subscribers/{id}/export answers)."""
+    from mailer.models import Subscriber
+    from mailer.subscriptions.export import held_data
+
+    engine = _engine(_settings(config_path), migrate_sqlite=True)
+    subscriber_id = _subscriber_by_address(engine, email)
+    with db.session_scope(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        typer.echo(held_data(session, subscriber).model_dump_json(indent=2))
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Erase a subscriber: address and personal fields replaced by digests, the consent
+    ledger kept (and still verifiable), the suppression kept."""
+    from mailer.subscriptions import erasure
+
+    engine = _engine(_settings(config_path), migrate_sqlite=True)
+    subscriber_id = _subscriber_by_address(engine, email)
+    if not yes:
+        try:
+            agreed = typer.confirm(
+                f"Erase subscriber {subscriber_id}? This cannot be undone.", err=True
+            )
+        except typer.Abort:
+            agreed = False
+        if not agreed:
+            raise fail("not erased (confirm, or pass --yes)")
+    with db.session_scope(engine) as session:
+        erasure.erase(session, subscriber_id, SystemClock().now(), reason="erased by an operator")
+    typer.echo(f"subscriber {subscriber_id} erased")
 
 
 @digest_app.command("list")

@@ -21,6 +21,7 @@ from mailer.schemas import (
 from mailer.subscriptions import directory, erasure, ledger, suppression, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import NotFound
+from mailer.subscriptions.export import SubscriberHeld, held_data
 
 router = APIRouter(prefix="/subscribers", tags=["subscribers"])
 
@@ -110,6 +111,15 @@ def export_csv(
 @router.get("/{subscriber_id}", response_model=SubscriberPublic)
 def get_subscriber(subscriber_id: int, session: SessionDep, _editor: EditorDep) -> SubscriberPublic:
     return public(session, _get(session, subscriber_id))
+
+
+@router.get("/{subscriber_id}/export", response_model=SubscriberHeld)
+def export_subscriber(
+    subscriber_id: int, session: SessionDep, _editor: EditorDep
+) -> SubscriberHeld:
+    """Everything held about the subscriber as one document: subscriptions, consent events
+    and their verification, confirmations, messages and attempts, bounces, suppression."""
+    return held_data(session, _get(session, subscriber_id))
 
 
 @router.get("/{subscriber_id}/consent/verify", response_model=ChainVerification)

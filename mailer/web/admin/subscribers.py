@@ -20,6 +20,7 @@ from mailer.schemas import ChainVerification
 from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import InvalidInput, NotFound
+from mailer.subscriptions.export import held_data
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import time_tag
 
@@ -188,11 +189,7 @@ def subscriber_page(
 @router.get("/{subscriber_id}/export.json")
 def export_subscriber(subscriber_id: int, _current: SignedInDep, session: SessionDep) -> Response:
     """Everything held about one subscriber, consent chain included, as a JSON download."""
-    subscriber = _subscriber(session, subscriber_id)
-    held = public(session, subscriber).model_dump(mode="json")
-    held["topics_by_list"] = directory.topics_by_list(session, subscriber_id)
-    held["erased_at"] = subscriber.erased_at.isoformat() if subscriber.erased_at else None
-    held["consent_chain"] = _verification(session, subscriber).model_dump(mode="json")
+    held = held_data(session, _subscriber(session, subscriber_id)).model_dump(mode="json")
     return JSONResponse(
         held,
         headers={
