@@ -262,6 +262,9 @@ class WebhookSettings(Section):
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     allow_http: bool = False
     """Accept http:// endpoint URLs (for a development machine); https:// otherwise."""
+    ca_file: str = ""
+    """A PEM file of certificates to trust for endpoints besides the public CAs (a
+    publisher's own CA); empty: public CAs only."""
 
 
 class DigestSettings(Section):
