@@ -29,10 +29,12 @@ from mailer.models import (
     OutboxMessage,
     Subscriber,
     SuppressionReason,
+    WebhookEvent,
 )
 from mailer.subscriptions import leaving, ledger, suppression
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.errors import InvalidInput
+from mailer.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +100,16 @@ def handle(session: Session, report: Report, settings: BounceSettings, now: date
     )
     session.flush()
     outcome = Outcome(kind, subscriber.id)
+    window = now - timedelta(days=settings.soft_window_days)
     if subscriber.erased_at is not None:
         outcome.reason = "the reader was erased"
         return outcome
     if kind == BounceKind.hard:
         _suppress(session, subscriber, SuppressionReason.hard_bounce, report, now, outcome)
-    elif kind == BounceKind.soft:
-        if _soft_count(session, subscriber.id, now - timedelta(days=settings.soft_window_days)) >= (
-            settings.soft_limit
-        ):
-            _suppress(session, subscriber, SuppressionReason.soft_bounce, report, now, outcome)
+    elif kind == BounceKind.soft and _soft_count(session, subscriber.id, window) >= (
+        settings.soft_limit
+    ):
+        _suppress(session, subscriber, SuppressionReason.soft_bounce, report, now, outcome)
     elif kind == BounceKind.policy:
         log.error(
             "a receiver refused our mail by policy (%s, via %s): %s; the sending setup "
@@ -123,6 +125,21 @@ def handle(session: Session, report: Report, settings: BounceSettings, now: date
         )
         outcome.unsubscribed = leaving.unsubscribe(session, subscriber.id, None, context, now)
         _suppress(session, subscriber, SuppressionReason.complaint, report, now, outcome)
+    if kind in (BounceKind.hard, BounceKind.soft):
+        events.emit(
+            session,
+            WebhookEvent.subscriber_bounced,
+            events.subscriber_data(
+                subscriber,
+                [],
+                now,
+                kind=kind.value,
+                status=report.status,
+                source=report.source,
+                suppressed=outcome.suppressed,
+            ),
+            now,
+        )
     return outcome
 
 
