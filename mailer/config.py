@@ -245,6 +245,9 @@ class BounceSettings(Section):
     """SNS topics whose SES notifications are accepted; empty: the SES webhook is off."""
     sns_certificate_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
     """Hosts (a regular expression) SNS signing certificates may be fetched from."""
+    sns_certificate_ca_file: str = ""
+    """A PEM file of certificates to trust when fetching SNS signing certificates, besides
+    the public CAs (a test or a private endpoint); empty: public CAs only."""
     postmark_username: str = ""
     """Basic-auth credentials Postmark's webhook must send; empty: the webhook is off."""
     postmark_password: SecretStr = SecretStr("")
