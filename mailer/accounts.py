@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pwdlib import PasswordHash
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.models import User, UserRole, WebSession
@@ -131,6 +131,16 @@ def end_session(session: Session, web_session: WebSession, now: datetime) -> Non
     web_session.ended_at = now
     session.add(web_session)
     session.flush()
+
+
+def purge_sessions(session: Session, now: datetime) -> int:
+    """Side effect: deletes the sessions that expired or were ended; returns how many."""
+    result = session.execute(
+        delete(WebSession).where(
+            or_(col(WebSession.expires_at) <= now, col(WebSession.ended_at).is_not(None))
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def all_users(session: Session) -> list[User]:

@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 
+from mailer import accounts
 from mailer.content import feeds
 from mailer.db import session_scope
 from mailer.delivery import sends
@@ -203,10 +204,12 @@ def poll_due_feeds(services: Services) -> dict[int, str]:
 
 
 def purge_job(services: Services) -> int:
-    """Drop unconfirmed signups past their expiry and the purge period."""
+    """Drop unconfirmed signups past their expiry and the purge period (returns how many),
+    and the editors' sign-ins that expired or were ended."""
     older_than = timedelta(hours=services.settings.signup.pending_purge_after_hours)
     with session_scope(services.engine) as session:
         purged = purge_unconfirmed(session, older_than, services.clock.now())
+        accounts.purge_sessions(session, services.clock.now())
     if purged:
         log.info("purged %d unconfirmed subscriptions", purged)
     return purged

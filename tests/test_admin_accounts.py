@@ -11,7 +11,8 @@ from sqlmodel import select
 
 from mailer import accounts
 from mailer.db import session_scope
-from mailer.models import User
+from mailer.models import User, WebSession
+from mailer.scheduling import purge_job
 from mailer.services import Services
 from tests.admin import EDITOR, PASSWORD, csrf_of, sign_in
 from tests.conftest import SECRET
@@ -113,3 +114,21 @@ def test_a_disabled_account_cannot_sign_in_and_loses_its_sessions(
         session.add(user)
     assert 'type="password"' in client.get("/admin/").text
     assert sign_in(client).status_code == 401
+
+
+def test_the_purge_drops_sign_ins_that_ended_or_expired_and_keeps_live_ones(
+    client: TestClient, services: Services, editor_account: None
+) -> None:
+    assert sign_in(client).status_code == 303
+    home = client.get("/admin/")
+    client.post("/admin/logout", data={"csrf": csrf_of(home.text)}, follow_redirects=False)
+    assert sign_in(client).status_code == 303  # a second, live session
+    purge_job(services)
+    with session_scope(services.engine) as session:
+        assert len(session.exec(select(WebSession)).all()) == 1, "the ended one is gone"
+    assert "Signed in as" in client.get("/admin/").text, "the live one still works"
+
+    services.clock.advance(hours=services.settings.admin.session_hours + 1)  # type: ignore[attr-defined]
+    purge_job(services)
+    with session_scope(services.engine) as session:
+        assert session.exec(select(WebSession)).all() == []
