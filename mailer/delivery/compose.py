@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from mailer.config import Settings
 from mailer.delivery import message
+from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, fill, recipient_values
 from mailer.models import (
     Article,
@@ -74,6 +75,8 @@ class Composer:
         )
         bounce_mailbox = settings.mail.bounce_mailbox or f"bounces@{self.msgid_domain}"
         self._bounce_local, _, self._bounce_domain = bounce_mailbox.rpartition("@")
+        self.dkim = DkimSigner.from_settings(settings.dkim)
+        """Signs every message when [dkim] is set; its keys are read (and checked) here."""
         self._bulk = message.BulkMessageMaker(
             settings.mail.from_name,
             settings.mail.from_address,
@@ -113,7 +116,11 @@ class Composer:
         else:
             raise NothingToSend(f"unknown kind {row.kind}")
         assert row.id is not None
-        return replace(envelope, sender=self.return_path(row.id))
+        return replace(envelope, sender=self.return_path(row.id), data=self.sign(envelope.data))
+
+    def sign(self, data: bytes) -> bytes:
+        """The final bytes with their DKIM signature(s) first, or as they are without a key."""
+        return self.dkim.sign(data) if self.dkim is not None else data
 
     def return_path(self, outbox_id: int) -> str:
         """The VERP envelope sender for one message: <local>+<signed tag>@<domain>."""
@@ -138,7 +145,7 @@ class Composer:
         send, mailing_list = self._send_parts(session, row.send_id)
         # Checked now, not when the send started: a reader who left meanwhile gets nothing.
         subscriber = self._still_subscribed(session, row.subscriber_id, send.list_id)
-        values, headers = self._list_parts(subscriber, mailing_list)
+        values, headers = self._list_parts(subscriber, mailing_list, f"{send.id}", "digest")
         body: Send | SendVariant = send
         if row.variant_id is not None:
             body = self._variant(session, row.variant_id)
@@ -177,7 +184,7 @@ class Composer:
         if mailing_list is None:
             raise NothingToSend("the list is gone")
         subscriber = self._still_subscribed(session, row.subscriber_id, mailing_list.id or 0)
-        values, headers = self._list_parts(subscriber, mailing_list)
+        values, headers = self._list_parts(subscriber, mailing_list, "welcome", "welcome")
         articles = (
             list(
                 session.exec(
@@ -217,9 +224,10 @@ class Composer:
         return subscriber
 
     def _list_parts(
-        self, subscriber: Subscriber, mailing_list: MailingList
+        self, subscriber: Subscriber, mailing_list: MailingList, campaign: str, kind: str
     ) -> tuple[dict[str, str], list[tuple[str, list[str]]]]:
-        """The recipient's values for the markers, and the List-* headers."""
+        """The recipient's values for the markers, the List-* headers and Feedback-ID
+        (campaign:list:kind:sender, Gmail's format; nothing personal in it)."""
         token = self.signer.sign(Purpose.unsubscribe, {"s": subscriber.id, "l": mailing_list.id})
         unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
         values = recipient_values(unsubscribe_url, subscriber.name, subscriber.email)
@@ -228,6 +236,7 @@ class Composer:
             ("List-Id", [f"<{mailing_list.slug}.{self.msgid_domain}>"]),
             ("List-Unsubscribe", [f"<{unsubscribe_url}>", f"<{mailto}>"]),
             ("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]),
+            ("Feedback-ID", [f"{campaign}:{mailing_list.slug}:{kind}:{self.msgid_domain}"]),
         ]
         return values, headers
 
