@@ -4,12 +4,15 @@ database, and failing with a clear message instead of a traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import Engine
 
 from mailer import config, db, logs
+
+if TYPE_CHECKING:
+    from mailer.services import Services
 
 ConfigOption = Annotated[
     Path | None,
@@ -43,3 +46,14 @@ def open_engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
     elif migrate_sqlite and not db.is_current(engine):
         raise fail("the database schema is not up to date: run `mailer db upgrade` first")
     return engine
+
+
+def build_services(settings: config.Settings) -> Services:
+    """The process's collaborators; a setting found unusable while building them (a DKIM
+    key that cannot be read, say) ends the command with its message."""
+    from mailer import services
+
+    try:
+        return services.build(settings)
+    except config.ConfigError as exc:
+        raise fail(str(exc)) from exc
