@@ -385,3 +385,8 @@ def check_production(settings: Settings) -> None:
         raise ConfigError("smtp.username is set but smtp.password is empty (MAILER_SMTP__PASSWORD)")
     if not settings.public_url.startswith("https://"):
         raise ConfigError("public_url must be an https:// URL in production (MAILER_PUBLIC_URL)")
+    if not settings.mail.postal_address.strip():
+        raise ConfigError(
+            "mail.postal_address is required in production: CAN-SPAM wants the sender's "
+            "postal address in every message (MAILER_MAIL__POSTAL_ADDRESS)"
+        )

@@ -155,6 +155,7 @@ def production(tmp_path: Path, **overrides: object) -> config.Settings:
         "public_url": "https://news.example.com",
         "data_dir": str(tmp_path / "var"),
         "secret_key": LONG_SECRET,
+        "mail": {"postal_address": "1 Press Street, 10115 Berlin, Germany"},
         **overrides,
     }
     return config.load(**values)
@@ -182,6 +183,7 @@ def test_production_refuses_the_secret_from_the_environment_when_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAILER_PRODUCTION", "1")
+    monkeypatch.setenv("MAILER_MAIL__POSTAL_ADDRESS", "1 Press Street, Berlin")
     monkeypatch.setenv("MAILER_SECRET_KEY", "x" * (config.MIN_SECRET_LENGTH - 1))
     monkeypatch.setenv("MAILER_PUBLIC_URL", "https://news.example.com")
     with pytest.raises(config.ConfigError, match="secret_key"):
@@ -202,6 +204,15 @@ def test_production_refuses_other_unsafe_settings(
 ) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.check_production(production(tmp_path, **overrides))
+
+
+def test_production_refuses_to_start_without_the_senders_postal_address(tmp_path: Path) -> None:
+    for blank in ("", "   "):
+        with pytest.raises(
+            config.ConfigError, match="mail.postal_address is required in production"
+        ):
+            config.check_production(production(tmp_path, mail={"postal_address": blank}))
+    config.check_production(config.load(data_dir=str(tmp_path / "var")))  # development: fine
 
 
 def test_the_development_key_is_generated_once_under_data_dir_and_reused(tmp_path: Path) -> None:
