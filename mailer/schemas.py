@@ -299,3 +299,28 @@ class PollOutcome(BaseModel):
     new: int
     updated: int
     error: str
+
+
+class BounceEventPublic(BaseModel):
+    """A bounce, delay or complaint as recorded (its detail has no addresses)."""
+
+    id: int
+    at: datetime
+    kind: str
+    """hard, soft, policy (the operator's problem: the reader is kept) or complaint."""
+    status: str
+    action: str
+    source: str
+    """smtp, dsn, arf, or the provider's name (ses, postmark, mailgun)."""
+    outbox_id: int | None
+    subscriber_id: int | None
+    detail: str
+
+
+class BounceWebhookAnswer(BaseModel):
+    """What a provider's notification came to."""
+
+    reports: int
+    """Recipients it reported on (0 for notifications that are not bounces or complaints)."""
+    recorded: int
+    """Of those, the ones recorded as bounce events (readers of ours, and failures)."""
