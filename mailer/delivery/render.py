@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import escape
 
 
 class TemplateProblem(Exception):
@@ -106,11 +114,33 @@ class MailRenderer:
                     raise TemplateProblem(f"{part} template: {exc}") from exc
             else:
                 parts[part] = self._env.get_template(f"{name}.{suffix}").render(**context)
+            if part != "subject":
+                parts[part] = self._with_footer(name, suffix, parts[part], context)
         return RenderedMail(
             subject=" ".join(parts["subject"].split()),
             text=parts["text"].strip() + "\n",
             html=self._inliner.inline(parts["html"]),
         )
+
+    def _with_footer(self, name: str, suffix: str, body: str, context: dict[str, Any]) -> str:
+        """The body with `<name>_footer.<suffix>` (the unsubscribe link and the postal
+        address) added when it lacks either, as an editor's own template may."""
+        try:
+            footer_template = self._env.get_template(f"{name}_footer.{suffix}")
+        except TemplateNotFound:
+            return body
+        postal_address = str(context.get("postal_address") or "")
+        if suffix == "html":
+            postal_address = str(escape(postal_address))
+        if RECIPIENT.unsubscribe_url in body and postal_address in body:
+            return body
+        footer = footer_template.render(**context)
+        if suffix != "html":
+            return body.rstrip() + "\n\n" + footer
+        end = body.lower().rfind("</body>")
+        if end < 0:
+            return body + "\n" + footer
+        return body[:end] + footer + body[end:]
 
     def check(self, part: str, source: str) -> None:
         """Raise TemplateProblem when an editor's template does not compile."""
