@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from mailer.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from mailer.models import Subscriber, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 PING = "ping"
 """The event a test delivery carries; endpoints receive it whatever they subscribed to."""
@@ -29,6 +29,19 @@ def payload_json(delivery_id: int, event: str, data: dict[str, Any], created_at:
     """The exact body a delivery sends (and signs)."""
     body = {"id": delivery_id, "event": event, "created_at": iso(created_at), "data": data}
     return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def subscriber_data(
+    subscriber: Subscriber, lists: list[str], at: datetime, **extra: Any
+) -> dict[str, Any]:
+    """The `data` of a subscriber.* event: who (id and address), which lists, when."""
+    return {
+        "subscriber_id": subscriber.id,
+        "email": subscriber.email,
+        "lists": sorted(lists),
+        "at": iso(at),
+        **extra,
+    }
 
 
 def queue(

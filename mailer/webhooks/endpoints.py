@@ -1,0 +1,139 @@
+"""Editors' webhook endpoints: register, change, remove, and the rules a URL must meet.
+
+A URL must be https:// with a host name and no user name or password in it; plain http://
+and loopback hosts (localhost, 127.0.0.0/8, ::1) are accepted only with [webhooks]
+allow_http, which is meant for a development machine. Removing an endpoint deletes its
+deliveries, pending ones included, and their attempts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from mailer.config import WebhookSettings
+from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from mailer.subscriptions.errors import InvalidInput, NotFound
+from mailer.webhooks import signing
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def check_url(url: str, settings: WebhookSettings) -> str:
+    """The URL, trimmed, if an endpoint may have it; InvalidInput (a 422) otherwise."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InvalidInput("url", "not a valid URL") from exc
+    allowed = ("https", "http") if settings.allow_http else ("https",)
+    if parts.scheme not in allowed:
+        raise InvalidInput("url", "must start with https://")
+    if not parts.hostname:
+        raise InvalidInput("url", "has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("url", "must not carry a user name or password")
+    if parts.fragment:
+        raise InvalidInput("url", "must not have a #fragment")
+    if _is_loopback(parts.hostname) and not settings.allow_http:
+        raise InvalidInput("url", "must not point at this machine")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise InvalidInput("url", "must not contain spaces or control characters")
+    return url
+
+
+def check_events(events: Iterable[str]) -> list[str]:
+    """The events, known ones only, without repeats, in the order given."""
+    known = {str(event) for event in WebhookEvent}
+    chosen: list[str] = []
+    for event in events:
+        if event not in known:
+            raise InvalidInput("events", f"unknown event {event!r}")
+        if event not in chosen:
+            chosen.append(event)
+    if not chosen:
+        raise InvalidInput("events", "choose at least one event")
+    return chosen
+
+
+def get(session: Session, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound("webhook")
+    return endpoint
+
+
+def all_endpoints(session: Session) -> list[WebhookEndpoint]:
+    return list(session.exec(select(WebhookEndpoint).order_by(col(WebhookEndpoint.id))))
+
+
+def create(
+    session: Session,
+    url: str,
+    events: Iterable[str],
+    description: str,
+    settings: WebhookSettings,
+    now: datetime,
+) -> WebhookEndpoint:
+    """Side effect: a new enabled endpoint with a fresh secret."""
+    endpoint = WebhookEndpoint(
+        url=check_url(url, settings),
+        events=check_events(events),
+        description=description.strip(),
+        secret=signing.new_secret(),
+        enabled=True,
+        created_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def update(
+    session: Session,
+    endpoint: WebhookEndpoint,
+    settings: WebhookSettings,
+    *,
+    url: str | None = None,
+    events: Iterable[str] | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
+) -> WebhookEndpoint:
+    """Side effect: the given fields changed (all checked before any is set)."""
+    new_url = check_url(url, settings) if url is not None else endpoint.url
+    new_events = check_events(events) if events is not None else endpoint.events
+    endpoint.url = new_url
+    endpoint.events = list(new_events)
+    if description is not None:
+        endpoint.description = description.strip()
+    if enabled is not None:
+        endpoint.enabled = enabled
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def remove(session: Session, endpoint: WebhookEndpoint) -> None:
+    """Side effect: the endpoint is gone with all its deliveries (pending ones are dropped,
+    not sent) and their attempts."""
+    deliveries = select(WebhookDelivery.id).where(col(WebhookDelivery.endpoint_id) == endpoint.id)
+    session.execute(delete(WebhookAttempt).where(col(WebhookAttempt.delivery_id).in_(deliveries)))
+    session.execute(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint.id))
+    session.delete(endpoint)
+    session.flush()
