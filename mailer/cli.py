@@ -83,7 +83,7 @@ def serve(
         bool, typer.Option("--no-worker", help="Do not send mail from this process.")
     ] = False,
 ) -> None:
-    """Run the HTTP API, the scheduler and (unless --no-worker) the sender."""
+    """Run the HTTP API, the scheduler and (unless --no-worker) the sender and webhooks."""
     from mailer import services as services_module
     from mailer.api.app import create_app
 
@@ -120,7 +120,7 @@ def serve(
 
 @app.command()
 def worker(config_path: ConfigOption = None) -> None:
-    """Run only the sender: deliver the outbox until stopped."""
+    """Run only the sender: deliver the outbox and the webhooks until stopped."""
     from mailer import services as services_module
 
     settings = _settings(config_path)
@@ -132,7 +132,7 @@ def worker(config_path: ConfigOption = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await services.sender.run_forever(stop)
+        await asyncio.gather(services.sender.run_forever(stop), services.webhooks.run_forever(stop))
 
     asyncio.run(run())
 

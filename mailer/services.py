@@ -15,6 +15,7 @@ from mailer.delivery.transport import Transport, make_transport
 from mailer.metrics import Metrics
 from mailer.ratelimit import SlidingWindowLimiter
 from mailer.tokens import Signer
+from mailer.webhooks.delivery import WebhookSender, tls_context
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     renderer: MailRenderer
     transport: Transport
     sender: Sender
+    webhooks: WebhookSender
     ip_limiter: SlidingWindowLimiter
     address_limiter: SlidingWindowLimiter
     login_limiter: SlidingWindowLimiter
@@ -58,6 +60,9 @@ def build(
         renderer=renderer,
         transport=transport,
         sender=sender,
+        webhooks=WebhookSender(
+            engine, settings.webhooks, clock, tls_context(settings.webhooks.ca_file)
+        ),
         ip_limiter=SlidingWindowLimiter(
             signup.rate_limit_per_ip, signup.rate_limit_per_ip_window_seconds
         ),

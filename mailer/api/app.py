@@ -12,8 +12,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import archive, errors, public
-from mailer.api.editors import articles, digests, feeds, forms, lists, sends, subscribers
+from mailer.api import archive, errors, public, webhooks_in
+from mailer.api.editors import (
+    articles,
+    bounces,
+    digests,
+    feeds,
+    forms,
+    lists,
+    sends,
+    subscribers,
+)
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
 from mailer.web import admin
@@ -71,6 +80,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(public.router)
     app.include_router(archive.router)
+    app.include_router(webhooks_in.make_router(services))
     app.include_router(admin.router)
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -79,7 +89,7 @@ def create_app(
         return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
     api = APIRouter(prefix="/api/v1")
-    for module in (lists, forms, subscribers, articles, feeds, digests, sends):
+    for module in (lists, forms, subscribers, articles, feeds, digests, sends, bounces):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from mailer.config import Settings
 from mailer.content.selection import select_articles
 from mailer.delivery import message
+from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem, fill
 from mailer.delivery.transport import DeliveryError, make_transport
 from mailer.models import (
@@ -35,8 +36,10 @@ from mailer.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
+    WebhookEvent,
 )
 from mailer.subscriptions.errors import NotFound
+from mailer.webhooks import events
 
 ANALYZE_AFTER = 10_000
 """Sends to at least this many readers refresh PostgreSQL's statistics of the outbox."""
@@ -107,10 +110,15 @@ def preview(
 
 
 async def send_test(
-    settings: Settings, msgid_domain: str, mail: RenderedMail, addresses: list[str], now: datetime
+    settings: Settings,
+    msgid_domain: str,
+    mail: RenderedMail,
+    addresses: list[str],
+    now: datetime,
+    dkim_signer: DkimSigner | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """Send `mail` marked [TEST] to `addresses` only, outside the outbox; returns the
-    addresses sent to and the relay's reply for each that failed."""
+    """Send `mail` marked [TEST] to `addresses` only, outside the outbox (DKIM-signed like
+    the real thing); returns the addresses sent to and the relay's reply for each that failed."""
     transport = make_transport(settings.smtp, settings.maildir_path)
     marked = RenderedMail(subject=f"[TEST] {mail.subject}", html=mail.html, text=mail.text)
     sent: list[str] = []
@@ -125,6 +133,8 @@ async def send_test(
                 now=now,
                 msgid_domain=msgid_domain,
             )
+            if dkim_signer is not None:
+                data = dkim_signer.sign(data)
             try:
                 await transport.send(settings.mail.from_address, address, data)
                 sent.append(address)
@@ -231,7 +241,30 @@ def start_send(
     session.add(digest)
     session.add(send)
     session.flush()
+    _emit(session, WebhookEvent.send_started, send, now)
+    if send.status == SendStatus.done:
+        _emit(session, WebhookEvent.send_finished, send, now)
     return send
+
+
+def _emit(session: Session, event: WebhookEvent, send: Send, now: datetime) -> None:
+    """Side effect: `event` queued for the webhooks, with the send's counts as they stand."""
+    assert send.id is not None
+    mailing_list = session.get(MailingList, send.list_id)
+    counts = progress(session, send.id)[1]
+    data = {
+        "send_id": send.id,
+        "digest_id": send.digest_id,
+        "list": mailing_list.slug if mailing_list else None,
+        "status": send.status,
+        "total": counts.total,
+        "sent": counts.sent,
+        "failed": counts.failed,
+        "pending": counts.pending,
+        "dropped": counts.dropped,
+        "at": events.iso(now),
+    }
+    events.emit(session, event, data, now)
 
 
 def _recipients(list_id: int) -> list[ColumnElement[bool]]:
@@ -409,7 +442,7 @@ def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:
             )
         ).one()
         if not left:
-            session.execute(
+            closed = session.execute(
                 update(Send)
                 .where(
                     col(Send.id) == send_id,
@@ -417,6 +450,10 @@ def close_finished(session: Session, send_ids: set[int], now: datetime) -> None:
                 )
                 .values(status=SendStatus.done, finished_at=now)
             )
+            send = session.get(Send, send_id)
+            if closed.rowcount and send is not None:  # type: ignore[attr-defined]
+                session.refresh(send)
+                _emit(session, WebhookEvent.send_finished, send, now)
 
 
 def mark_sending(session: Session, send_ids: set[int], now: datetime) -> None:
@@ -548,6 +585,8 @@ def cancel(session: Session, send_id: int, now: datetime) -> Send:
         )
         .values(status=OutboxStatus.superseded, last_reply="send cancelled")
     )
+    session.flush()
+    _emit(session, WebhookEvent.send_finished, send, now)
     return send
 
 

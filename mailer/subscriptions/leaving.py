@@ -12,6 +12,7 @@ from mailer.models import (
     Digest,
     MailingList,
     SubscriptionStatus,
+    WebhookEvent,
 )
 from mailer.subscriptions import ledger
 from mailer.subscriptions.signup import (
@@ -19,6 +20,7 @@ from mailer.subscriptions.signup import (
     revoke_open_confirmations,
     subscriptions_by_list,
 )
+from mailer.webhooks import events
 
 
 def unsubscribe(
@@ -45,6 +47,8 @@ def unsubscribe(
         # An older confirm link must not bring a reader back after they left.
         revoke_open_confirmations(session, subscriber_id, now)
         ledger.append(session, subscriber, ConsentAction.unsubscribed, left, context, now)
+        data = events.subscriber_data(subscriber, left, now)
+        events.emit(session, WebhookEvent.subscriber_unsubscribed, data, now)
     return left
 
 

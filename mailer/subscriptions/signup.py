@@ -30,9 +30,11 @@ from mailer.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    WebhookEvent,
 )
 from mailer.subscriptions import ledger
 from mailer.subscriptions.errors import Expired, NotFound
+from mailer.webhooks import events
 
 PREFERENCES_WORDING = "Chose this list in the preference centre."
 """What a reader agreed to by ticking a list in the preference centre."""
@@ -174,6 +176,9 @@ def request(
         context,
         now,
     )
+    requested = [mailing_list.slug for mailing_list in needing]
+    data = events.subscriber_data(subscriber, requested, now, status=SubscriptionStatus.pending)
+    events.emit(session, WebhookEvent.subscriber_created, data, now)
     result.confirmation_id = confirmation.id
     result.mail_at = mail_at
     return result
@@ -268,6 +273,9 @@ def confirm(
         )
     if resubscribed:
         ledger.append(session, subscriber, ConsentAction.resubscribed, resubscribed, context, now)
+    if confirmed or resubscribed:
+        data = events.subscriber_data(subscriber, confirmed + resubscribed, now)
+        events.emit(session, WebhookEvent.subscriber_confirmed, data, now)
     return ConfirmResult(subscriber.id or 0, names, confirmed + resubscribed, already_used=False)
 
 

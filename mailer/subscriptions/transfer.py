@@ -13,12 +13,20 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from mailer.db import session_scope
-from mailer.models import ConsentAction, MailingList, Subscriber, Subscription, SubscriptionStatus
+from mailer.models import (
+    ConsentAction,
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    WebhookEvent,
+)
 from mailer.subscriptions import ledger
 from mailer.subscriptions.addresses import check_header_safe, normalize_email
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import InvalidInput
 from mailer.subscriptions.signup import get_or_create_subscriber, subscriptions_by_list
+from mailer.webhooks import events
 
 IMPORT_BATCH = 500
 
@@ -119,6 +127,10 @@ def _import_batch(
             if name and not subscriber.name:
                 subscriber.name = name
             ledger.append(session, subscriber, ConsentAction.imported, [list_slug], context, now)
+            data = events.subscriber_data(
+                subscriber, [list_slug], now, status=SubscriptionStatus.confirmed, source="import"
+            )
+            events.emit(session, WebhookEvent.subscriber_created, data, now)
             report.imported += 1
 
 

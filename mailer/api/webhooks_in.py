@@ -1,0 +1,122 @@
+"""POST /webhooks/bounces/{provider}: providers' bounce and complaint notifications.
+
+A provider's endpoint exists only once it is configured ([bounces] settings); each
+notification's signature or credentials are checked by its receiver before anything is
+read, and its reports are handled in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from mailer.bounces import handling
+from mailer.bounces.providers.base import Receiver, Refused
+from mailer.bounces.providers.mailgun import MailgunReceiver
+from mailer.bounces.providers.postmark import PostmarkReceiver
+from mailer.bounces.providers.ses import SesReceiver
+from mailer.db import session_scope
+from mailer.schemas import BounceWebhookAnswer
+from mailer.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+
+REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "The provider's notification: SNS's JSON (sent as text/plain) for "
+        "ses, the webhook's JSON for postmark and mailgun.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not the provider's JSON"},
+    401: {"description": "Missing or wrong basic-auth credentials (postmark)"},
+    403: {"description": "Bad signature, unknown topic, or a notification too old"},
+    404: {"description": "No such provider, or its webhook is not configured"},
+    413: {"description": f"The body is larger than {MAX_BODY_BYTES} bytes"},
+    503: {"description": "A signing certificate or confirmation URL could not be fetched"},
+}
+
+
+def make_router(services: Services) -> APIRouter:
+    """The endpoint, with one receiver per provider (SES's caches signing certificates)."""
+    settings = services.settings.bounces
+    receivers: dict[str, Receiver] = {
+        receiver.name: receiver
+        for receiver in (
+            SesReceiver(settings, services.signer, services.clock),
+            PostmarkReceiver(settings),
+            MailgunReceiver(settings, services.signer, services.clock),
+        )
+    }
+    router = APIRouter(tags=["bounce webhooks"])
+
+    @router.post(
+        "/webhooks/bounces/{provider}",
+        response_model=BounceWebhookAnswer,
+        responses=RESPONSES,
+        openapi_extra=REQUEST_BODY,
+    )
+    async def receive_bounces(provider: str, request: Request) -> BounceWebhookAnswer:
+        """A provider's bounce or complaint notification (provider: ses, postmark or
+        mailgun), checked and acted on: hard bounces and complaints suppress the address,
+        complaints unsubscribe the reader too."""
+        receiver = receivers.get(provider)
+        if receiver is None or not receiver.configured:
+            raise HTTPException(404, "no bounce webhook for this provider here")
+        body = await _read_body(request)
+        try:
+            reports = await receiver.receive(body, request.headers)
+        except Refused as exc:
+            log.info("%s notification refused (%s): %s", provider, exc.status, exc.reason)
+            raise HTTPException(exc.status, exc.reason, headers=exc.headers or None) from exc
+        kinds = await run_in_threadpool(_handle, services, reports)
+        log.info(
+            "%s notification: %d report(s), recorded %s",
+            provider,
+            len(reports),
+            dict(kinds) or "none",
+        )
+        return BounceWebhookAnswer(reports=len(reports), recorded=sum(kinds.values()))
+
+    return router
+
+
+def _handle(services: Services, reports: list[handling.Report]) -> Counter[str]:
+    """Every report of one notification, in one transaction; the kinds recorded."""
+    kinds: Counter[str] = Counter()
+    if not reports:
+        return kinds
+    now = services.clock.now()
+    with session_scope(services.engine) as session:
+        for report in reports:
+            outcome = handling.handle(session, report, services.settings.bounces, now)
+            if outcome.kind is not None:
+                kinds[outcome.kind.value] += 1
+    return kinds
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 past MAX_BODY_BYTES (checked while reading)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    received = bytearray()
+    try:
+        async for chunk in request.stream():
+            received += chunk
+            if len(received) > MAX_BODY_BYTES:
+                raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect as exc:
+        raise HTTPException(400, "the client went away before sending the whole body") from exc
+    return bytes(received)
