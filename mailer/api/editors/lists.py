@@ -46,4 +46,5 @@ def get_list(slug: str, session: SessionDep, _editor: EditorDep) -> ListPublic:
 def update_list(slug: str, body: ListUpdate, session: SessionDep, _editor: EditorDep) -> ListPublic:
     """Rename a list or switch its welcome mail and public archive on or off."""
     mailing_list = catalog.list_by_slug(session, slug)
-    return public(catalog.update_list(session, mailing_list, body.model_dump(exclude_unset=True)))
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)  # null: left as it is
+    return public(catalog.update_list(session, mailing_list, changes))
