@@ -10,13 +10,14 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
 
 from mailer.api.deps import ServicesDep
+from mailer.api.responses import READERS
 from mailer.db import session_scope
 from mailer.delivery.render import fill
 from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
 from mailer.web.pages import Pages
 
-router = APIRouter(prefix="/archive", tags=["archive"])
+router = APIRouter(prefix="/archive", tags=["archive"], responses=READERS)
 PUBLISHED = (SendStatus.sending, SendStatus.done, SendStatus.paused)
 ARCHIVE_PAGE_SIZE = 100
 

@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from mailer.api.deps import ServicesDep, client_ip
+from mailer.api.responses import READERS
 from mailer.db import ping, session_scope
 from mailer.delivery import outbox
 from mailer.models import MailingList, Subscriber, SubscriptionStatus
@@ -36,7 +37,7 @@ from mailer.tokens import BadToken, Purpose
 from mailer.web.pages import Pages
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(responses=READERS)
 
 MAX_FIELD_LENGTH = 2000
 TRUE_VALUES = {"1", "true", "on", "yes"}
@@ -236,7 +237,52 @@ def _pages(request: Request) -> Pages:
     return request.app.state.pages
 
 
-@router.post("/subscribe", tags=["public"], summary="Sign up (double opt-in)")
+_SIGNUP_FIELDS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "email": {"type": "string"},
+        "form": {"type": "string", "default": "default"},
+        "lists": {"type": "array", "items": {"type": "string"}},
+        "name": {"type": "string"},
+        "source_url": {"type": "string"},
+        "website": {"type": "string", "description": "honeypot: must be empty"},
+        "consent": {"type": "string"},
+    },
+    "required": ["email"],
+}
+
+
+@router.post(
+    "/subscribe",
+    tags=["public"],
+    summary="Sign up (double opt-in)",
+    status_code=202,
+    responses={
+        202: {
+            "description": "Accepted (JSON): a confirmation mail is on its way if needed.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string", "enum": ["pending"]}},
+                        "required": ["status"],
+                    }
+                }
+            },
+        },
+        303: {"description": "Accepted (HTML form): on to the form's thank-you page."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _SIGNUP_FIELDS},
+                "application/x-www-form-urlencoded": {"schema": _SIGNUP_FIELDS},
+                "multipart/form-data": {"schema": _SIGNUP_FIELDS},
+            },
+        }
+    },
+)
 async def subscribe(request: Request, services: ServicesDep) -> Response:
     """Accepts JSON, urlencoded or multipart. The answer never says whether the address
     was known: 202 `{"status": "pending"}` for JSON, 303 to the thank-you page for forms."""
@@ -716,7 +762,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz", tags=["health"], responses={503: {"description": "The database does not answer."}}
+)
 def readyz(services: ServicesDep) -> Response:
     """The database answers."""
     if ping(services.engine):
