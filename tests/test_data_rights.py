@@ -14,7 +14,14 @@ from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
-from mailer.models import BounceEvent, BounceKind, Subscriber, SuppressionReason
+from mailer.models import (
+    BounceEvent,
+    BounceKind,
+    ConsentEvent,
+    Subscriber,
+    Subscription,
+    SuppressionReason,
+)
 from mailer.services import Services
 from mailer.subscriptions import suppression
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in, outbox_idle
@@ -275,3 +282,48 @@ def test_erase_refuses_an_unknown_address_and_asks_before_erasing(
     assert declined.returncode == 2 and "not erased" in declined.stderr
 
     assert (count_rows(services, BounceEvent), export(editor, subscriber_id)) == events_before
+
+
+# ---- imports and the suppression list --------------------------------------------------
+
+
+def test_an_import_never_re_adds_a_suppressed_address(
+    editor: TestClient,
+    services: Services,
+    smtp: SmtpSink,
+    clock: FrozenClock,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    smtp.handler.replies["bounced@example.com"] = "550 5.1.1 <bounced@example.com>: unknown"
+    sign_up(editor, "bounced@example.com")  # still on file, suppressed by the relay's 550
+    sign_up(editor, "complained@example.com")  # suppressed, then erased
+    outbox_idle(services)
+    complained_id = subscriber_id_of(editor, "complained@example.com")
+    with session_scope(services.engine) as session:
+        row = session.get(Subscriber, complained_id)
+        assert row is not None
+        suppression.suppress(session, row, SuppressionReason.complaint, "abuse", clock.now())
+    assert editor.post(f"/api/v1/subscribers/{complained_id}/erase").status_code == 200
+    rows_before = {
+        model: count_rows(services, model) for model in (Subscriber, Subscription, ConsentEvent)
+    }
+    source = tmp_path / "readers.csv"
+    source.write_text("email\nbounced@example.com\nnew@example.com\ncomplained@example.com\n")
+
+    result = mailer(
+        "subscribers", "import", str(source), "--list", "news", cwd=tmp_path, env=cli_env
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "imported 1" in result.stdout and "skipped 2" in result.stdout
+    assert "line 2: skipped: suppressed (hard-bounce)" in result.stderr
+    assert "line 4: skipped: suppressed (complaint)" in result.stderr
+    assert count_rows(services, Subscriber) == rows_before[Subscriber] + 1, "only new@"
+    assert count_rows(services, Subscription) == rows_before[Subscription] + 1
+    assert count_rows(services, ConsentEvent) == rows_before[ConsentEvent] + 1
+    assert (
+        editor.get("/api/v1/subscribers", params={"email": "complained@example.com"}).json() == []
+    )
+    [bounced] = editor.get("/api/v1/subscribers", params={"email": "bounced@example.com"}).json()
+    assert [(item["slug"], item["status"]) for item in bounced["lists"]] == [("news", "pending")]

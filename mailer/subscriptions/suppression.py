@@ -49,6 +49,18 @@ def suppressed_ids(session: Session, subscribers: Iterable[Subscriber]) -> set[i
     return {by_digest[digest] for digest in session.exec(statement) if by_digest[digest]}
 
 
+def reasons_by_address(session: Session, emails: Iterable[str]) -> dict[str, str]:
+    """The suppression reason of each of these normalized addresses that is suppressed
+    (one query), whether or not a subscriber with that address still exists."""
+    by_digest = {address_digest(email): email for email in emails}
+    if not by_digest:
+        return {}
+    statement = select(Suppression.address_hash, Suppression.reason).where(
+        col(Suppression.address_hash).in_(list(by_digest))
+    )
+    return {by_digest[digest]: reason for digest, reason in session.exec(statement)}
+
+
 def entry_for(session: Session, subscriber: Subscriber) -> Suppression | None:
     return session.exec(
         select(Suppression).where(col(Suppression.address_hash) == address_digest(subscriber.email))

@@ -21,7 +21,7 @@ from mailer.models import (
     SubscriptionStatus,
     WebhookEvent,
 )
-from mailer.subscriptions import ledger
+from mailer.subscriptions import ledger, suppression
 from mailer.subscriptions.addresses import check_header_safe, normalize_email
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import InvalidInput
@@ -103,7 +103,11 @@ def _import_batch(
     with session_scope(engine) as session:
         mailing_list = list_by_slug(session, list_slug)
         assert mailing_list.id is not None
+        suppressed = suppression.reasons_by_address(session, [email for _, email, _ in batch])
         for line, email, name in batch:
+            if email in suppressed:
+                report.skipped.append((line, f"suppressed ({suppressed[email]}); not added"))
+                continue
             subscriber = get_or_create_subscriber(session, email, name, now)
             assert subscriber.id is not None
             existing = subscriptions_by_list(session, subscriber.id).get(mailing_list.id)
