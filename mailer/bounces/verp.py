@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from mailer.config import Settings
 from mailer.tokens import BadToken, Signer
 
 
@@ -17,3 +20,17 @@ def outbox_id_in(address: str, signer: Signer) -> int | None:
         return signer.read_return_path_tag(tag)
     except BadToken:
         return None
+
+
+def bounce_domain(settings: Settings) -> str:
+    """The domain of our VERP bounce addresses, as `Composer.return_path` makes them: that
+    of `[mail] bounce_mailbox`, else of the From address, else of the public URL."""
+    mailbox = settings.mail.bounce_mailbox
+    domain = mailbox.rpartition("@")[2] if mailbox else ""
+    domain = (
+        domain
+        or settings.mail.from_address.rpartition("@")[2]
+        or urlsplit(settings.public_url).hostname
+        or "localhost"
+    )
+    return domain.lower()

@@ -1,0 +1,74 @@
+"""Taking in one inbound email, by SMTP (the listener) or from the bounce mailbox: read
+its reports and handle all of them in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from mailer.bounces import reports
+from mailer.bounces.handling import Outcome, handle
+from mailer.clock import Clock
+from mailer.config import BounceSettings
+from mailer.db import session_scope
+from mailer.tokens import Signer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Handled:
+    reading: reports.Reading
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How the message is counted: acted-on, or why not (its kind, or ignored)."""
+        if any(outcome.kind is not None for outcome in self.outcomes):
+            return "acted-on"
+        if self.reading.reports:
+            return "ignored"
+        return self.reading.kind.value
+
+
+class Intake:
+    """Reads inbound reports and acts on them; counts what it saw by `Handled.label`."""
+
+    def __init__(
+        self, engine: Engine, signer: Signer, settings: BounceSettings, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.signer = signer
+        self.settings = settings
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+
+    def take(self, data: bytes, envelope_recipients: Sequence[str] = ()) -> Handled:
+        """Read one email and handle its reports; returns once they are committed (a
+        database error propagates, so the caller keeps the email to try again)."""
+        reading = reports.read(data, self.signer, envelope_recipients)
+        if not reading.reports:
+            handled = Handled(reading)
+            log.debug("inbound %s mail not acted on: %s", reading.kind.value, reading.reason)
+        else:
+            now = self.clock.now()
+            with session_scope(self.engine) as session:
+                outcomes = [
+                    handle(session, report, self.settings, now) for report in reading.reports
+                ]
+            handled = Handled(reading, outcomes)
+            for report, outcome in zip(reading.reports, outcomes, strict=True):
+                log.info(
+                    "inbound %s about outbox row %s: %s%s",
+                    reading.kind.value,
+                    report.outbox_id,
+                    outcome.kind.value if outcome.kind else f"ignored ({outcome.reason})",
+                    " (suppressed)" if outcome.suppressed else "",
+                    extra={"outbox_id": report.outbox_id, "subscriber_id": outcome.subscriber_id},
+                )
+        self.counts[handled.label] += 1
+        return handled
