@@ -19,7 +19,7 @@ from mailer import db
 from mailer.cli_bounces import bounces_app
 from mailer.cli_dkim import dkim_app
 from mailer.cli_webhooks import webhooks_app
-from mailer.clitools import ConfigOption, fail
+from mailer.clitools import ConfigOption, build_services, fail
 from mailer.clitools import load_settings as _settings
 from mailer.clitools import open_engine as _engine
 from mailer.clock import SystemClock
@@ -84,7 +84,6 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API, the scheduler and (unless --no-worker) the sender and webhooks."""
-    from mailer import services as services_module
     from mailer.api.app import create_app
 
     settings = _settings(config_path)
@@ -93,7 +92,7 @@ def serve(
         link = f"http://{_link_host(host)}:{port}"
         settings = settings.model_copy(update={"public_url": link})
     _engine(settings, migrate_sqlite=True).dispose()
-    services = services_module.build(settings)
+    services = build_services(settings)
     log.info("database: %s", services.engine.url.render_as_string())
     log.info("public URL (links in mail): %s", settings.public_url)
     if no_worker:
@@ -121,11 +120,10 @@ def serve(
 @app.command()
 def worker(config_path: ConfigOption = None) -> None:
     """Run only the sender: deliver the outbox and the webhooks until stopped."""
-    from mailer import services as services_module
 
     settings = _settings(config_path)
     _engine(settings, migrate_sqlite=True).dispose()
-    services = services_module.build(settings)
+    services = build_services(settings)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -355,14 +353,13 @@ def digest_send(
     config_path: ConfigOption = None,
 ) -> None:
     """Start a send of the digest now; prints the send's id on the last line."""
-    from mailer import services as services_module
     from mailer.content import digests
     from mailer.delivery import sends
     from mailer.subscriptions.errors import NotFound
 
     settings = _settings(config_path)
     _engine(settings, migrate_sqlite=True).dispose()
-    services = services_module.build(settings)
+    services = build_services(settings)
     now = services.clock.now()
     try:
         with db.session_scope(services.engine) as session:
