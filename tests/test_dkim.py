@@ -24,6 +24,7 @@ from mailer.clock import FrozenClock
 from mailer.delivery.dkim import DkimSigner
 from mailer.services import Services, build
 from tests.conftest import SECRET, SmtpSink, outbox_idle
+from tests.test_cli import assert_clear_refusal, mailer, operator_env
 from tests.test_digests import article, confirm_readers, morning_brief, send_now
 
 ON_SQLITE = pytest.mark.parametrize("db_kind", ["sqlite"])
@@ -245,6 +246,25 @@ def test_a_changed_or_extended_body_breaks_the_signature(
 
 
 @ON_SQLITE
+def test_test_sends_are_signed_too(
+    editor: TestClient,
+    services: Services,
+    smtp: SmtpSink,
+    clock: FrozenClock,
+    rsa_key: PublishedKey,
+) -> None:
+    article(editor, clock, 1, ["world"])
+    digest = morning_brief(editor)
+    answer = editor.post(
+        f"/api/v1/digests/{digest['id']}/test", json={"addresses": ["editor@example.com"]}
+    )
+    assert answer.status_code == 200, answer.text
+    [mail] = smtp.wait_for(1)
+    assert mail.message["Subject"].startswith("[TEST]")
+    assert dkim.verify(mail.data, dnsfunc=DnsStub(rsa_key))
+
+
+@ON_SQLITE
 @pytest.mark.parametrize("with_ed25519", [True])
 def test_with_an_ed25519_key_a_second_signature_verifies_beside_the_rsa_one(
     editor: TestClient,
@@ -359,3 +379,24 @@ def test_a_bad_key_stops_start_up_with_a_clear_message(
     )
     with pytest.raises(config.ConfigError, match=re.escape(message)):
         build(settings)
+
+
+def test_serve_and_worker_refuse_to_start_with_an_unusable_key(
+    tmp_path: Path, rsa_key: PublishedKey
+) -> None:
+    small = write_key(tmp_path / "small.pem", rsa.generate_private_key(65537, 1024))
+    env = operator_env(
+        MAILER_SECRET_KEY=SECRET,
+        MAILER_DKIM__DOMAIN=DOMAIN,
+        MAILER_DKIM__SELECTOR="s1",
+        MAILER_DKIM__PRIVATE_KEY_PATH=str(small),
+    )
+    worker = mailer("worker", cwd=tmp_path, env=env)
+    assert worker.returncode == 2
+    assert_clear_refusal(worker, "dkim.private_key_path", "1024-bit RSA key")
+    env["MAILER_DKIM__PRIVATE_KEY_PATH"] = str(rsa_key.path)
+    env["MAILER_DKIM__ED25519_SELECTOR"] = "ed1"
+    env["MAILER_DKIM__ED25519_PRIVATE_KEY_PATH"] = str(tmp_path / "nowhere.pem")
+    serve = mailer("serve", "--port", "1", cwd=tmp_path, env=env)
+    assert serve.returncode == 2
+    assert_clear_refusal(serve, "dkim.ed25519_private_key_path", "cannot read")

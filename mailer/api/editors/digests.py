@@ -185,5 +185,6 @@ async def test_send(
         mail,
         addresses,
         services.clock.now(),
+        dkim_signer=services.sender.composer.dkim,
     )
     return TestSendResult(sent=sent, failed=failed)

@@ -455,6 +455,7 @@ def test_send(
         mail,
         normalized,
         services.clock.now(),
+        services.sender.composer.dkim,
     )
     return _digest_page(
         request,
