@@ -22,6 +22,7 @@ from mailer.api.editors import (
     lists,
     sends,
     subscribers,
+    webhooks,
 )
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 def create_app(
     services: Services, *, run_sender: bool = True, run_scheduler: bool = True
 ) -> FastAPI:
-    """The HTTP app. With `run_sender` the outbox is delivered in this process too."""
+    """The HTTP app. With `run_sender` the outbox and the webhooks are delivered in this
+    process too."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,14 +47,18 @@ def create_app(
         scheduler = make_scheduler(services) if run_scheduler else None
         if scheduler is not None:
             scheduler.start()
+        webhooks_task = None
         if run_sender:
             sender_task = asyncio.create_task(services.sender.run_forever(stop))
+            webhooks_task = asyncio.create_task(services.webhooks.run_forever(stop))
         try:
             yield
         finally:
             stop.set()
             if sender_task is not None:
                 await sender_task
+            if webhooks_task is not None:
+                await webhooks_task
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
 
@@ -89,7 +95,7 @@ def create_app(
         return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
     api = APIRouter(prefix="/api/v1")
-    for module in (lists, forms, subscribers, articles, feeds, digests, sends, bounces):
+    for module in (lists, forms, subscribers, articles, feeds, digests, sends, webhooks, bounces):
         api.include_router(module.router)
     app.include_router(api)
     return app
