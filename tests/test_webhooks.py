@@ -33,8 +33,9 @@ from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from mailer.services import Services, build
+from mailer.subscriptions import transfer
 from mailer.tokens import Purpose
-from mailer.webhooks import endpoints, events, signing
+from mailer.webhooks import endpoints, events, queue, signing
 from tests.conftest import SECRET, SmtpSink, count_rows, free_port, link_in
 
 READER = "reader@example.com"
@@ -706,3 +707,57 @@ def test_webhooks_list_shows_endpoints_with_pending_and_failed_counts(
     )
     assert unknown.returncode == 2
     assert "no webhook endpoint 999" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+# ---- several workers, imports ---------------------------------------------------------
+
+
+def test_a_delivery_held_by_a_worker_that_died_is_taken_over_when_its_lease_ends(
+    services: Services, receiver: Receiver, clock: FrozenClock
+) -> None:
+    add_endpoint(services, receiver.url, ["subscriber.created"])
+    emit_ping_like(services, WebhookEvent.subscriber_created, {"subscriber_id": 5})
+    with session_scope(services.engine) as session:
+        [held] = queue.claim_due(session, clock.now(), 10, services.webhooks.lease)
+    # That worker never reports back.
+    assert deliver_due(services) == 0
+    clock.advance(seconds=services.webhooks.lease.total_seconds() + 1)
+    assert deliver_due(services) == 1
+    [request] = receiver.requests
+    assert request.payload["id"] == held.delivery_id
+    with session_scope(services.engine) as session:
+        delivery = session.exec(select(WebhookDelivery)).one()
+    assert delivery.status == "delivered" and delivery.attempts == 2
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])  # SQLite has one writer at a time
+def test_two_workers_on_postgresql_never_claim_the_same_delivery(
+    services: Services, clock: FrozenClock
+) -> None:
+    add_endpoint(services, "http://127.0.0.1:9/x", ["send.started"])
+    for n in range(5):
+        emit_ping_like(services, WebhookEvent.send_started, {"send_id": n})
+    lease = services.webhooks.lease
+    with session_scope(services.engine) as first, session_scope(services.engine) as second:
+        taken_first = queue.claim_due(first, clock.now(), 3, lease)
+        taken_second = queue.claim_due(second, clock.now(), 10, lease)
+    first_ids = {c.delivery_id for c in taken_first}
+    second_ids = {c.delivery_id for c in taken_second}
+    assert len(first_ids) == 3 and len(second_ids) == 2
+    assert not first_ids & second_ids
+
+
+def test_an_import_reports_each_new_reader(
+    services: Services, receiver: Receiver, clock: FrozenClock
+) -> None:
+    hook = add_endpoint(services, receiver.url, ["subscriber.created"])
+    lines = ["email,name\n", "ada@example.com,Ada\n", "not-an-address,X\n", "ben@example.org,\n"]
+    report = transfer.import_csv(services.engine, lines, "news", "crm.csv", clock.now)
+    assert report.imported == 2
+
+    assert deliver_due(services) == 2
+    received = [r.payload["data"] for r in receiver.requests]
+    assert [d["email"] for d in received] == ["ada@example.com", "ben@example.org"]
+    assert all(d["status"] == "confirmed" and d["source"] == "import" for d in received)
+    assert all(d["lists"] == ["news"] for d in received)
+    assert all(verified(r, hook.secret, clock) for r in receiver.requests)
