@@ -350,9 +350,15 @@ def write_key(path: Path, key: Any) -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 BAD_KEYS = {
     "missing": (lambda path: path, "cannot read"),
-    "not a key": (lambda path: path.write_text("hello") and path, "not an unencrypted PEM"),
+    "not a key": (lambda path: write_text(path, "hello"), "not an unencrypted PEM"),
+    "unreadable": (lambda path: path.parent, "cannot read"),
     "rsa 1024": (
         lambda path: write_key(path, rsa.generate_private_key(65537, 1024)),
         "1024-bit RSA key; at least 2048 bits",
