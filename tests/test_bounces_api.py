@@ -4,6 +4,7 @@ included, newest first."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
@@ -12,7 +13,8 @@ from mailer.bounces.handling import Report, handle
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services
-from mailer.subscriptions import transfer
+from mailer.subscriptions import stats, transfer
+from tests.admin import sign_in
 
 HARD = "hanna.hard@example.com"
 POLICY = "paul.policy@example.com"
@@ -90,3 +92,25 @@ def test_bad_filters_are_422_and_no_key_is_401(client: TestClient, editor: TestC
     assert editor.get("/api/v1/bounces", params={"limit": 0}).status_code == 422
     del editor.headers["Authorization"]
     assert client.get("/api/v1/bounces").status_code == 401
+
+
+def test_the_dashboard_counts_the_last_30_days_by_kind(
+    editor: TestClient, editor_account: None, services: Services, clock: FrozenClock
+) -> None:
+    reports_over_three_days(services, clock)
+    with session_scope(services.engine) as session:
+        assert stats.bounces_by_kind(session, clock.now()) == {
+            "hard": 1,
+            "soft": 0,
+            "policy": 1,
+            "complaint": 1,
+        }
+        # Thirty days after the hard bounce's day it is out of the period; the others not.
+        clock.advance(days=27)
+        assert stats.bounces_by_kind(session, clock.now())["hard"] == 0
+    assert sign_in(editor).status_code == 303
+    page = editor.get("/admin/dashboard")
+    assert page.status_code == 200
+    section = page.text.split('id="bounces-heading"', 1)[1].split("</section>", 1)[0]
+    figures = re.findall(r'<p class="figure">(\d+)</p>', section)
+    assert figures == ["0", "0", "1", "1"]

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from mailer.models import (
+    BounceEvent,
+    BounceKind,
     ConsentAction,
     ConsentEvent,
     MailingList,
@@ -224,3 +226,19 @@ def totals(session: Session) -> Totals:
         pending=overall(SubscriptionStatus.pending),
         unsubscribed=overall(SubscriptionStatus.unsubscribed),
     )
+
+
+def bounces_by_kind(session: Session, now: datetime, days: int = DAYS) -> dict[str, int]:
+    """Bounce events of each kind (hard, soft, policy, complaint) recorded in
+    `period(now, days)`, zero for a kind with none (one query)."""
+    counts = {kind.value: 0 for kind in BounceKind}
+    for kind, count in session.exec(
+        select(BounceEvent.kind, func.count())
+        .where(
+            col(BounceEvent.at) >= _start_of(period(now, days)[0]),
+            col(BounceEvent.at) <= now,
+        )
+        .group_by(col(BounceEvent.kind))
+    ):
+        counts[kind] = count
+    return counts

@@ -113,6 +113,7 @@ def dashboard(
         subscribers_chart=subscribers_chart,
         activity_chart=activity_chart,
         totals=stats.totals(session),
+        bounces=stats.bounces_by_kind(session, now),
         last_sends=last_sends(session),
         next_sends=next_sends(session),
     )
