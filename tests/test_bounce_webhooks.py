@@ -475,6 +475,9 @@ def test_malformed_sns_bodies_are_400(client: TestClient, services: Services) ->
     assert post_sns_raw(client, b"{not json").status_code == 400
     assert post_sns_raw(client, b'["a list"]').status_code == 400
     assert post_sns_raw(client, b'{"Type": "Notification"}').status_code == 400
+    assert post_sns_raw(client, b'{"Type": ["Notification"]}').status_code == 400
+    assert post_sns_raw(client, b"[" * 200_000).status_code == 400
+    assert post_sns_raw(client, b"\xff\xfe{}").status_code == 400
     assert nothing_written(services)
 
 

@@ -37,7 +37,7 @@ def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 refusal."""
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise Refused(400, "the body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise Refused(400, "the body must be a JSON object")
@@ -45,11 +45,12 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 
 def text(value: Any, limit: int = 2000) -> str:
-    """A provider's field as text: strings as they are, numbers written out, else ""."""
+    """A provider's field as text: strings (without NUL characters, which no database
+    column takes) and numbers written out, else ""."""
     if isinstance(value, bool) or value is None:
         return ""
     if isinstance(value, str | int | float):
-        return str(value)[:limit]
+        return str(value).replace("\x00", "")[:limit]
     return ""
 
 

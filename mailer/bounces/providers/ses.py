@@ -122,7 +122,7 @@ class SesReceiver:
         notifications, such as deliveries)."""
         try:
             notification = json.loads(ses_message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
         if not isinstance(notification, dict):
             return []
@@ -182,7 +182,7 @@ class SesReceiver:
 
     def _fields(self, body: dict[str, Any]) -> dict[str, str]:
         kind = body.get("Type")
-        if kind not in SIGNED_FIELDS:
+        if not isinstance(kind, str) or kind not in SIGNED_FIELDS:
             raise Refused(400, "not an SNS message (Type is missing or unknown)")
         required = [
             *(name for name in SIGNED_FIELDS[kind] if name not in OPTIONAL_FIELDS),
