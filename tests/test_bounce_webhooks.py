@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -245,7 +246,10 @@ def post_sns(client: TestClient, message: dict[str, str]) -> Any:
     return client.post(
         "/webhooks/bounces/ses",
         content=json.dumps(message),
-        headers={"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "x"},
+        headers={
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": message["Type"],
+        },
     )
 
 
@@ -322,6 +326,41 @@ def test_signature_version_2_is_checked_with_sha256(
     message = sns_notification(sns_host, ses_bounce(READER), clock.now(), version="2")
     assert post_sns(client, message).status_code == 200
     assert suppression_reason(services, READER) == "hard-bounce"
+
+
+def test_a_policy_refusal_alerts_the_operator_and_keeps_the_reader(
+    client: TestClient,
+    services: Services,
+    clock: FrozenClock,
+    sns_host: SnsHost,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add_readers(services, clock, READER)
+    caplog.set_level(logging.INFO)
+    message = sns_notification(sns_host, ses_bounce(READER, "5.7.26"), clock.now())
+    assert post_sns(client, message).json() == {"reports": 1, "recorded": 1}
+    assert suppression_reason(services, READER) is None
+    assert statuses(services, READER) == [SubscriptionStatus.confirmed]
+    alerts = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert alerts and "5.7.26" in alerts[0].getMessage()
+    assert READER not in caplog.text
+
+
+def test_a_transient_bounce_without_a_status_is_soft(
+    client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
+) -> None:
+    add_readers(services, clock, READER)
+    ses_message = ses_bounce(READER)
+    ses_message["bounce"]["bounceType"] = "Transient"
+    ses_message["bounce"]["bounceSubType"] = "MailboxFull"
+    recipient = ses_message["bounce"]["bouncedRecipients"][0]
+    del recipient["status"]
+    recipient["diagnosticCode"] = "mailbox over quota"
+    assert post_sns(client, sns_notification(sns_host, ses_message, clock.now())).status_code == 200
+    with session_scope(services.engine) as session:
+        [event] = session.exec(select(BounceEvent)).all()
+    assert event.kind == "soft"
+    assert suppression_reason(services, READER) is None
 
 
 def test_a_signed_ses_complaint_unsubscribes_suppresses_and_records_consent(
@@ -636,6 +675,20 @@ def test_a_mailgun_complaint_unsubscribes(
     answer = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
     assert answer.status_code == 200
     assert statuses(services, READER) == [SubscriptionStatus.unsubscribed]
+
+
+def test_a_mailgun_temporary_failure_is_soft(
+    client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    add_readers(services, clock, READER)
+    event = mailgun_failure(READER, severity="temporary")
+    event["delivery-status"] = {"code": 452, "message": "4.2.2 Mailbox full"}
+    answer = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
+    assert answer.status_code == 200
+    with session_scope(services.engine) as session:
+        [recorded] = session.exec(select(BounceEvent)).all()
+    assert (recorded.kind, recorded.status, recorded.action) == ("soft", "4.2.2", "delayed")
+    assert suppression_reason(services, READER) is None
 
 
 def test_mailgun_with_a_wrong_key_or_an_old_signature_is_403_and_writes_nothing(
