@@ -87,15 +87,21 @@ def with_ed25519() -> bool:
 
 
 @pytest.fixture
+def transport() -> str:
+    """Tests parametrize this to deliver into the Maildir instead of the SMTP sink."""
+    return "smtp"
+
+
+@pytest.fixture
 def settings_overrides(
-    rsa_key: PublishedKey, with_ed25519: bool, request: pytest.FixtureRequest
+    rsa_key: PublishedKey, with_ed25519: bool, transport: str, request: pytest.FixtureRequest
 ) -> dict[str, Any]:
     keys = {"domain": DOMAIN, "selector": rsa_key.selector, "private_key_path": str(rsa_key.path)}
     if with_ed25519:
         ed25519_key: PublishedKey = request.getfixturevalue("ed25519_key")
         keys["ed25519_selector"] = ed25519_key.selector
         keys["ed25519_private_key_path"] = str(ed25519_key.path)
-    return {"dkim": keys}
+    return {"dkim": keys, "smtp": {"transport": transport}}
 
 
 def verifies(data: bytes, index: int, dns: DnsStub) -> bool:
@@ -262,6 +268,20 @@ def test_test_sends_are_signed_too(
     [mail] = smtp.wait_for(1)
     assert mail.message["Subject"].startswith("[TEST]")
     assert dkim.verify(mail.data, dnsfunc=DnsStub(rsa_key))
+
+
+@ON_SQLITE
+@pytest.mark.parametrize("transport", ["maildir"])
+def test_mail_written_to_the_maildir_keeps_its_signature(
+    editor: TestClient, services: Services, rsa_key: PublishedKey, transport: str
+) -> None:
+    assert editor.post("/subscribe", json={"email": READER}).status_code == 202
+    outbox_idle(services)
+    [written] = list((services.settings.maildir_path / "new").iterdir())
+    data = written.read_bytes()
+    assert data.startswith(b"Return-Path: <bounces+")
+    assert b"\r\nDKIM-Signature: " in data
+    assert dkim.verify(data, dnsfunc=DnsStub(rsa_key))
 
 
 @ON_SQLITE
