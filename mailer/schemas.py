@@ -48,6 +48,9 @@ class FormCreate(Strict):
     heading: str = Field(default="", max_length=500)
     consent_checkbox: bool = False
     thanks_message: str = Field(default="", max_length=2000)
+    allowed_hosts: list[str] | None = Field(default=None, max_length=20)
+    """Hosts (besides this server's) that redirect_url may be on; when left out, the host
+    of redirect_url."""
 
 
 class FormUpdate(Strict):
@@ -58,6 +61,7 @@ class FormUpdate(Strict):
     heading: str | None = Field(default=None, max_length=500)
     consent_checkbox: bool | None = None
     thanks_message: str | None = Field(default=None, max_length=2000)
+    allowed_hosts: list[str] | None = Field(default=None, max_length=20)
 
 
 class FormPublic(BaseModel):
@@ -70,6 +74,7 @@ class FormPublic(BaseModel):
     consent_version: int
     consent_checkbox: bool
     redirect_url: str
+    allowed_hosts: list[str]
     thanks_message: str
     form_url: str
     embed_snippet: str

@@ -318,7 +318,7 @@ async def subscribe(request: Request, services: ServicesDep) -> Response:
 def _thanks_url(services: Services, form_slug: str) -> str:
     with session_scope(services.engine) as session:
         form = catalog.form_by_slug(session, form_slug)
-        return form.redirect_url or f"/forms/{form.slug}/thanks"
+        return catalog.thanks_redirect(form, catalog.host_of(services.settings.public_url))
 
 
 # What a reader is told when the catalogue has no translation of a field's exact problem.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -104,11 +105,18 @@ def create_form(
     consent_checkbox: bool = False,
     redirect_url: str = "",
     thanks_message: str = "",
+    allowed_hosts: list[str] | None = None,
+    own_host: str = "",
 ) -> Form:
+    """A new form. Without `allowed_hosts`, the redirect URL's own host is allowed (as for
+    forms made before allowed hosts existed); with them, the redirect must be on one."""
     check_slug("slug", slug)
     if not consent_text.strip():
         raise InvalidInput("consent_text", "is required")
-    check_redirect_url(redirect_url)
+    if allowed_hosts is None:
+        allowed_hosts = [host_of(redirect_url)] if host_of(redirect_url) else []
+    hosts = check_allowed_hosts(allowed_hosts)
+    check_redirect_url(redirect_url, hosts, own_host)
     lists = _resolve_lists(session, list_slugs)
     if session.scalars(select(Form).where(col(Form.slug) == slug)).first():
         raise Conflict(f"form {slug!r} exists")
@@ -118,6 +126,7 @@ def create_form(
         consent_text=consent_text,
         consent_checkbox=consent_checkbox,
         redirect_url=redirect_url,
+        allowed_hosts=hosts,
         thanks_message=thanks_message,
         created_at=now,
         updated_at=now,
@@ -149,9 +158,19 @@ def update_form(
     consent_checkbox: bool | None = None,
     redirect_url: str | None = None,
     thanks_message: str | None = None,
+    allowed_hosts: list[str] | None = None,
+    own_host: str = "",
 ) -> Form:
-    """Change a form; new consent wording becomes a new version, the old ones are kept."""
+    """Change a form; new consent wording becomes a new version, the old ones are kept.
+    The redirect URL (new or kept) must be on the allowed hosts (new or kept)."""
     assert form.id is not None
+    hosts = check_allowed_hosts(allowed_hosts) if allowed_hosts is not None else None
+    if redirect_url is not None or hosts is not None:
+        check_redirect_url(
+            redirect_url if redirect_url is not None else form.redirect_url,
+            hosts if hosts is not None else list(form.allowed_hosts),
+            own_host,
+        )
     if consent_text is not None and consent_text != form.consent_text:
         if not consent_text.strip():
             raise InvalidInput("consent_text", "is required")
@@ -174,7 +193,9 @@ def update_form(
             assert mailing_list.id is not None
             session.add(FormList(form_id=form.id, list_id=mailing_list.id))
     if redirect_url is not None:
-        form.redirect_url = check_redirect_url(redirect_url)
+        form.redirect_url = redirect_url
+    if hosts is not None:
+        form.allowed_hosts = hosts
     if thanks_message is not None:
         form.thanks_message = thanks_message
     if name is not None:
@@ -189,8 +210,66 @@ def update_form(
     return form
 
 
-def check_redirect_url(url: str) -> str:
-    if url and not re.match(r"^https?://[^\s/]+", url):
-        raise InvalidInput("redirect_url", "must be an absolute http(s) URL")
+MAX_ALLOWED_HOSTS = 20
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def host_of(url: str) -> str:
+    """The lower-case host name of an absolute URL ("" when it has none)."""
+    try:
+        return (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def check_allowed_hosts(hosts: list[str]) -> list[str]:
+    """Host names (lower-cased, without duplicates); a URL, port or path is refused."""
+    cleaned: list[str] = []
+    for raw in hosts:
+        host = raw.strip().lower().rstrip(".")
+        if not _HOST_NAME.fullmatch(host):
+            raise InvalidInput(
+                "allowed_hosts",
+                f"{raw[:100]!r} is not a host name (give it alone, e.g. www.example.com)",
+            )
+        if host not in cleaned:
+            cleaned.append(host)
+    if len(cleaned) > MAX_ALLOWED_HOSTS:
+        raise InvalidInput("allowed_hosts", f"at most {MAX_ALLOWED_HOSTS} hosts")
+    return cleaned
+
+
+def check_redirect_url(url: str, allowed_hosts: list[str], own_host: str) -> str:
+    """An absolute http(s) URL on one of `allowed_hosts` or on this server (`own_host`);
+    "" (no redirect) passes. Backslashes and user names are refused: browsers and URL
+    parsers disagree about which host such a URL names."""
+    if not url:
+        return url
     check_header_safe("redirect_url", url)
+    if not re.match(r"^https?://[^\s/]+", url) or "\\" in url or not host_of(url):
+        raise InvalidInput("redirect_url", "must be an absolute http(s) URL")
+    if "@" in urlsplit(url).netloc:
+        raise InvalidInput("redirect_url", "must not contain a user name or password")
+    host = host_of(url)
+    if host not in allowed_hosts and host != own_host:
+        raise InvalidInput(
+            "redirect_url",
+            f"is on {host}, which is not one of the form's allowed hosts "
+            f"({', '.join(allowed_hosts) or 'none'}); add it to allowed_hosts first",
+        )
     return url
+
+
+def thanks_redirect(form: Form, own_host: str) -> str:
+    """Where a signup through `form` goes next: its redirect URL when that is (still) on
+    an allowed host, else the form's own thank-you page. Nothing in the request counts."""
+    try:
+        if form.redirect_url and check_redirect_url(
+            form.redirect_url, list(form.allowed_hosts), own_host
+        ):
+            return form.redirect_url
+    except InvalidInput:
+        pass
+    return f"/forms/{form.slug}/thanks"

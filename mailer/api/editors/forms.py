@@ -28,6 +28,7 @@ def public(session: Session, form: Form, public_url: str) -> FormPublic:
         consent_version=form.consent_version,
         consent_checkbox=form.consent_checkbox,
         redirect_url=form.redirect_url,
+        allowed_hosts=list(form.allowed_hosts),
         thanks_message=form.thanks_message,
         form_url=f"{public_url}/forms/{form.slug}",
         embed_snippet=f'<script src="{escape(script)}" async></script>',
@@ -50,6 +51,8 @@ def create_form(
         consent_checkbox=body.consent_checkbox,
         redirect_url=body.redirect_url or "",
         thanks_message=body.thanks_message,
+        allowed_hosts=body.allowed_hosts,
+        own_host=catalog.host_of(services.settings.public_url),
     )
     return public(session, form, services.settings.public_url)
 
@@ -84,5 +87,7 @@ def update_form(
         consent_checkbox=body.consent_checkbox,
         redirect_url=body.redirect_url,
         thanks_message=body.thanks_message,
+        allowed_hosts=body.allowed_hosts,
+        own_host=catalog.host_of(services.settings.public_url),
     )
     return public(session, form, services.settings.public_url)

@@ -56,6 +56,8 @@ class FormDraft:
     consent_checkbox: bool = False
     lists: list[str] = field(default_factory=list)
     redirect_url: str = ""
+    allowed_hosts: str = ""
+    """One host name a line (or separated by commas or spaces)."""
     thanks_message: str = ""
 
     @classmethod
@@ -75,6 +77,7 @@ class FormDraft:
             consent_checkbox=text("consent_checkbox") in ("1", "on", "true"),
             lists=[value for value in form.getlist("lists") if isinstance(value, str)],
             redirect_url=text("redirect_url"),
+            allowed_hosts=text("allowed_hosts"),
             thanks_message=text("thanks_message"),
         )
 
@@ -88,10 +91,15 @@ class FormDraft:
             consent_checkbox=form.consent_checkbox,
             lists=[item.slug for item in catalog.lists_of_form(session, form)],
             redirect_url=form.redirect_url,
+            allowed_hosts="\n".join(form.allowed_hosts),
             thanks_message=form.thanks_message,
         )
 
-    def check(self, session: Session) -> None:
+    @property
+    def host_list(self) -> list[str]:
+        return self.allowed_hosts.replace(",", " ").split()
+
+    def check(self, session: Session, own_host: str) -> None:
         """Refuse what the catalog would refuse, before anything is written."""
         if len(self.name) > MAX_NAME:
             raise BadForm(f"The name is longer than {MAX_NAME} characters.")
@@ -111,7 +119,8 @@ class FormDraft:
             raise BadForm(f"The thank-you message is longer than {MAX_THANKS} characters.")
         try:
             check_header_safe("name", self.name)
-            catalog.check_redirect_url(self.redirect_url)
+            hosts = catalog.check_allowed_hosts(self.host_list)
+            catalog.check_redirect_url(self.redirect_url, hosts, own_host)
         except InvalidInput as exc:
             raise BadForm(_sentence(exc)) from exc
 
@@ -119,6 +128,7 @@ class FormDraft:
 def _sentence(exc: InvalidInput) -> str:
     labels = {
         "redirect_url": "The thank-you page address",
+        "allowed_hosts": "Allowed hosts:",
         "slug": "The slug",
         "name": "The name",
         "consent_text": "The consent wording",
@@ -217,7 +227,8 @@ async def create_form(
     draft = await FormDraft.posted(request)
     try:
         catalog.check_slug("slug", draft.slug)
-        draft.check(session)
+        own_host = catalog.host_of(services.settings.public_url)
+        draft.check(session, own_host)
         catalog.create_form(
             session,
             slug=draft.slug,
@@ -229,6 +240,8 @@ async def create_form(
             consent_checkbox=draft.consent_checkbox,
             redirect_url=draft.redirect_url,
             thanks_message=draft.thanks_message,
+            allowed_hosts=draft.host_list,
+            own_host=own_host,
         )
     except (BadForm, InvalidInput, UnknownList, Conflict) as exc:
         session.rollback()
@@ -263,7 +276,8 @@ async def update_form(
     draft = await FormDraft.posted(request)
     draft.slug = form.slug
     try:
-        draft.check(session)
+        own_host = catalog.host_of(services.settings.public_url)
+        draft.check(session, own_host)
         catalog.update_form(
             session,
             form,
@@ -275,6 +289,8 @@ async def update_form(
             consent_checkbox=draft.consent_checkbox,
             redirect_url=draft.redirect_url,
             thanks_message=draft.thanks_message,
+            allowed_hosts=draft.host_list,
+            own_host=own_host,
         )
     except (BadForm, InvalidInput, UnknownList) as exc:
         session.rollback()
