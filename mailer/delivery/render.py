@@ -8,6 +8,7 @@ in per message by `fill`, a plain string replacement.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from jinja2 import (
     StrictUndefined,
     TemplateError,
     TemplateNotFound,
+    nodes,
     select_autoescape,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -143,9 +145,33 @@ class MailRenderer:
         return body[:end] + footer + body[end:]
 
     def check(self, part: str, source: str) -> None:
-        """Raise TemplateProblem when an editor's template does not compile."""
+        """Raise TemplateProblem when an editor's template does not compile, reads another
+        template or file, or names a private attribute (which the sandbox would refuse
+        only when it renders)."""
         env = self._sandbox_html if part == "html" else self._sandbox
         try:
-            env.parse(source)
+            tree = env.parse(source)
         except TemplateError as exc:
             raise TemplateProblem(f"{part} template: {exc}") from exc
+        if next(tree.find_all(_LOADS_TEMPLATES), None) is not None:
+            raise TemplateProblem(
+                f"{part} template: include, import and extends are not available; "
+                "write the whole template"
+            )
+        for name in _attribute_names(tree):
+            if name.startswith("_"):
+                raise TemplateProblem(f"{part} template: {name!r} is not available in templates")
+
+
+_LOADS_TEMPLATES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+
+
+def _attribute_names(tree: nodes.Template) -> Iterator[str]:
+    """Every attribute a template reads, as `x.name` or `x['name']`."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            yield node.attr
+        elif isinstance(node, nodes.Getitem):
+            key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+            if isinstance(key, str):
+                yield key
