@@ -5,6 +5,7 @@ same concurrency.
     .venv/bin/python bench/send.py [--count 100000] [--concurrency 4] [--backend sqlite]
     .venv/bin/python bench/send.py --backend postgresql --workers 2
     .venv/bin/python bench/send.py --backend postgresql --compare-workers
+    .venv/bin/python bench/send.py --count 5000 --dkim     # every message DKIM-signed (RSA 2048)
 
 Prints: time to start the send (one INSERT ... SELECT), messages per second delivered by the
 workers (per-recipient composition and bookkeeping included), their CPU seconds per 1,000
@@ -111,11 +112,18 @@ def scratch_database(name: str) -> Iterator[str]:
 
 
 def bench_settings(
-    url: str, workdir: Path, sink_port: int, concurrency: int, batch: int
+    url: str, workdir: Path, sink_port: int, concurrency: int, batch: int, dkim: bool = False
 ) -> Settings:
-    """The settings shared by this process (which starts the send) and the workers."""
+    """The settings shared by this process (which starts the send) and the workers; with
+    `dkim`, a new RSA 2048 key in `workdir` signs every message."""
     from mailer import config
+    from mailer.delivery.dkim import generate
 
+    dkim_settings = {}
+    if dkim:
+        key_path = workdir / "dkim.pem"
+        key_path.write_bytes(generate("rsa").private_pem)
+        dkim_settings = {"domain": "example.org", "selector": "bench", "private_key_path": key_path}
     return config.load(
         data_dir=str(workdir),
         secret_key="bench-" + "x" * 40,
@@ -128,6 +136,7 @@ def bench_settings(
             "batch_size": batch,
             "poll_interval_seconds": 0.01,
         },
+        dkim={key: str(value) for key, value in dkim_settings.items()},
     )
 
 
@@ -260,6 +269,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "MAILER_LOG_LEVEL": "WARNING",
         }
     )
+    if settings.dkim.domain:
+        env["MAILER_DKIM__DOMAIN"] = settings.dkim.domain
+        env["MAILER_DKIM__SELECTOR"] = settings.dkim.selector
+        env["MAILER_DKIM__PRIVATE_KEY_PATH"] = settings.dkim.private_key_path
     return env
 
 
@@ -392,7 +405,9 @@ def run(args: argparse.Namespace, sink_port: int, workers: int) -> dict[str, flo
     workdir = Path(tempfile.mkdtemp(prefix="mailer-bench-send-"))
     try:
         with database(args.backend, workdir, f"mailer_bench_send_{os.getpid()}") as url:
-            settings = bench_settings(url, workdir, sink_port, args.concurrency, args.batch)
+            settings = bench_settings(
+                url, workdir, sink_port, args.concurrency, args.batch, args.dkim
+            )
             started = start_digest_send(settings, args.count, args.backend)
             drained = drain(settings, started.send_id, workers, workdir)
             size = message_size(settings, started.send_id)
@@ -434,6 +449,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="mailer worker processes")
+    parser.add_argument("--dkim", action="store_true", help="sign every message (RSA 2048)")
     parser.add_argument(
         "--compare-workers",
         action="store_true",
@@ -464,6 +480,7 @@ def main() -> None:
     print(
         f"one digest to {args.count} subscribers ({args.backend}), concurrency "
         f"{args.concurrency}{per_worker}, messages of {size} bytes; {os.cpu_count()} cores"
+        + ("; DKIM-signed (RSA 2048)" if args.dkim else "")
     )
     for workers, figures in results.items():
         label = "" if len(results) == 1 else f", {workers} worker{'s' * (workers > 1)}"
