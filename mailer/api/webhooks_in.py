@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from mailer.api.responses import ApiError, Responses
 from mailer.bounces import handling
 from mailer.bounces.providers.base import Receiver, Refused
 from mailer.bounces.providers.mailgun import MailgunReceiver
@@ -38,13 +39,16 @@ REQUEST_BODY: dict[str, Any] = {
         },
     }
 }
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not the provider's JSON"},
-    401: {"description": "Missing or wrong basic-auth credentials (postmark)"},
-    403: {"description": "Bad signature, unknown topic, or a notification too old"},
-    404: {"description": "No such provider, or its webhook is not configured"},
-    413: {"description": f"The body is larger than {MAX_BODY_BYTES} bytes"},
-    503: {"description": "A signing certificate or confirmation URL could not be fetched"},
+RESPONSES: Responses = {
+    status: {"model": ApiError, "description": description}
+    for status, description in {
+        400: "The body is not the provider's JSON.",
+        401: "Missing or wrong basic-auth credentials (postmark).",
+        403: "A bad signature, a topic not accepted, or a notification too old.",
+        404: "No such provider, or its webhook is not configured.",
+        413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+        503: "A signing certificate or the confirmation URL could not be fetched.",
+    }.items()
 }
 
 
