@@ -482,6 +482,8 @@ def test_a_rolled_back_change_queues_no_event(services: Services, receiver: Rece
         {"url": "https:///no-host", "events": ["send.started"]},
         {"url": "https://hooks.example.com:99999/x", "events": ["send.started"]},
         {"url": "not a url", "events": ["send.started"]},
+        {"url": "https://hooks.example.com/\x00", "events": ["send.started"]},
+        {"url": "https://a.example/x", "events": ["send.started"], "description": "a\x00b"},
         {"events": ["send.started"]},
         {"url": "https://hooks.example.com/x", "events": "send.started"},
         {"url": "https://hooks.example.com/x", "events": ["send.started"], "secret": "mine"},

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from mailer.clock import Clock
 from mailer.config import WebhookSettings
 from mailer.db import session_scope
+from mailer.logs import redact
 from mailer.webhooks import queue, signing
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class WebhookSender:
                         outcome.delivery_id,
                         outcome.attempt,
                         "gave up" if status == queue.FAILED else "will retry",
-                        outcome.error,
+                        redact(outcome.error),
                         extra={"webhook_delivery_id": outcome.delivery_id},
                     )
 
@@ -120,11 +121,13 @@ class WebhookSender:
                 headers=headers_for(claimed, timestamp),
             ) as response:
                 status_code = response.status_code
+                # Reading a short answer to its end lets the connection be used again.
+                excerpt = await _start_of_body(response)
                 if not 200 <= status_code < 300:
-                    error = await _answer_excerpt(response)
+                    error = _refusal(response, excerpt)
         except httpx.TimeoutException as exc:
             error = f"timed out after {self.settings.timeout_seconds:g} s ({type(exc).__name__})"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # a network error, a bad certificate, a URL httpx refuses
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         duration_ms = int((time.monotonic() - started) * 1000)
         return queue.Outcome(
@@ -170,15 +173,20 @@ class WebhookSender:
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval_seconds)
 
 
-async def _answer_excerpt(response: httpx.Response) -> str:
-    """The status and the start of the answer's body (for a redirect: where it pointed)."""
-    if response.is_redirect:
-        location = response.headers.get("location", "?")[:200]
-        return f"HTTP {response.status_code}: redirect to {location} (not followed)"
+async def _start_of_body(response: httpx.Response) -> bytes:
+    """Up to BODY_EXCERPT_BYTES of the answer's body; the rest is never read."""
     excerpt = b""
     async for chunk in response.aiter_raw():
         excerpt += chunk
         if len(excerpt) >= BODY_EXCERPT_BYTES:
             break
-    text = excerpt[:BODY_EXCERPT_BYTES].decode("utf-8", "replace").strip()
+    return excerpt[:BODY_EXCERPT_BYTES]
+
+
+def _refusal(response: httpx.Response, excerpt: bytes) -> str:
+    """The status and the start of the answer's body (for a redirect: where it pointed)."""
+    if response.is_redirect:
+        location = response.headers.get("location", "?")[:200]
+        return f"HTTP {response.status_code}: redirect to {location} (not followed)"
+    text = excerpt.decode("utf-8", "replace").strip()
     return f"HTTP {response.status_code}" + (f": {text}" if text else "")

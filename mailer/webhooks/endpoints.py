@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
@@ -20,6 +21,7 @@ from mailer.config import WebhookSettings
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.webhooks import signing
+from mailer.webhooks.events import forget_endpoints
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -37,10 +39,13 @@ def _is_loopback(host: str) -> bool:
 def check_url(url: str, settings: WebhookSettings) -> str:
     """The URL, trimmed, if an endpoint may have it; InvalidInput (a 422) otherwise."""
     url = url.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise InvalidInput("url", "must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
+        httpx.URL(url)  # the worker sends with httpx: what it refuses is refused here
+    except (ValueError, httpx.InvalidURL) as exc:
         raise InvalidInput("url", "not a valid URL") from exc
     allowed = ("https", "http") if settings.allow_http else ("https",)
     if parts.scheme not in allowed:
@@ -53,9 +58,15 @@ def check_url(url: str, settings: WebhookSettings) -> str:
         raise InvalidInput("url", "must not have a #fragment")
     if _is_loopback(parts.hostname) and not settings.allow_http:
         raise InvalidInput("url", "must not point at this machine")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise InvalidInput("url", "must not contain spaces or control characters")
     return url
+
+
+def check_description(description: str) -> str:
+    """The description, trimmed, if it is plain text on one line."""
+    description = description.strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in description):
+        raise InvalidInput("description", "must be one line without control characters")
+    return description
 
 
 def check_events(events: Iterable[str]) -> list[str]:
@@ -95,13 +106,14 @@ def create(
     endpoint = WebhookEndpoint(
         url=check_url(url, settings),
         events=check_events(events),
-        description=description.strip(),
+        description=check_description(description),
         secret=signing.new_secret(),
         enabled=True,
         created_at=now,
     )
     session.add(endpoint)
     session.flush()
+    forget_endpoints(session)
     return endpoint
 
 
@@ -118,14 +130,16 @@ def update(
     """Side effect: the given fields changed (all checked before any is set)."""
     new_url = check_url(url, settings) if url is not None else endpoint.url
     new_events = check_events(events) if events is not None else endpoint.events
+    new_description = check_description(description) if description is not None else None
     endpoint.url = new_url
     endpoint.events = list(new_events)
-    if description is not None:
-        endpoint.description = description.strip()
+    if new_description is not None:
+        endpoint.description = new_description
     if enabled is not None:
         endpoint.enabled = enabled
     session.add(endpoint)
     session.flush()
+    forget_endpoints(session)
     return endpoint
 
 
@@ -137,3 +151,4 @@ def remove(session: Session, endpoint: WebhookEndpoint) -> None:
     session.execute(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint.id))
     session.delete(endpoint)
     session.flush()
+    forget_endpoints(session)

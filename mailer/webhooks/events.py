@@ -64,14 +64,34 @@ def queue(
     return delivery
 
 
-def emit(session: Session, event: WebhookEvent, data: dict[str, Any], now: datetime) -> None:
-    """Side effect: queues `event` for every enabled endpoint subscribed to it, in the
-    session's transaction (nothing is sent if the caller rolls back)."""
-    endpoints = session.exec(
-        select(WebhookEndpoint)
+_SUBSCRIBED = "mailer.webhooks.subscribed"
+
+
+def subscribed_endpoints(session: Session) -> list[tuple[int, list[str]]]:
+    """(id, events) of every enabled endpoint, read once per transaction (an import emits
+    an event per row) and read again after `forget_endpoints`."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_SUBSCRIBED)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return list(cached[1])
+    rows = session.exec(
+        select(WebhookEndpoint.id, WebhookEndpoint.events)
         .where(col(WebhookEndpoint.enabled).is_(True))
         .order_by(col(WebhookEndpoint.id))
     ).all()
-    for endpoint in endpoints:
-        if endpoint.id is not None and str(event) in endpoint.events:
-            queue(session, endpoint.id, str(event), data, now)
+    found = [(endpoint_id, list(names)) for endpoint_id, names in rows if endpoint_id is not None]
+    session.info[_SUBSCRIBED] = (transaction, found)
+    return found
+
+
+def forget_endpoints(session: Session) -> None:
+    """Side effect: the next `emit` in this session reads the endpoints afresh."""
+    session.info.pop(_SUBSCRIBED, None)
+
+
+def emit(session: Session, event: WebhookEvent, data: dict[str, Any], now: datetime) -> None:
+    """Side effect: queues `event` for every enabled endpoint subscribed to it, in the
+    session's transaction (nothing is sent if the caller rolls back)."""
+    for endpoint_id, names in subscribed_endpoints(session):
+        if str(event) in names:
+            queue(session, endpoint_id, str(event), data, now)
