@@ -24,6 +24,8 @@ from mailer.api.editors import (
     subscribers,
     webhooks,
 )
+from mailer.bounces.intake import Intake
+from mailer.bounces.mailbox import MailboxPoller
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
 from mailer.web import admin
@@ -48,9 +50,14 @@ def create_app(
         if scheduler is not None:
             scheduler.start()
         webhooks_task = None
+        mailbox_task = None
         if run_sender:
             sender_task = asyncio.create_task(services.sender.run_forever(stop))
             webhooks_task = asyncio.create_task(services.webhooks.run_forever(stop))
+        if run_sender and services.settings.bounces.imap_host:
+            bounces = services.settings.bounces
+            intake = Intake(services.engine, services.signer, bounces, services.clock)
+            mailbox_task = asyncio.create_task(MailboxPoller(intake, bounces).run_forever(stop))
         try:
             yield
         finally:
@@ -59,6 +66,8 @@ def create_app(
                 await sender_task
             if webhooks_task is not None:
                 await webhooks_task
+            if mailbox_task is not None:
+                await mailbox_task
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
 
