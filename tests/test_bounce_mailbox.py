@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxError, MailboxPoller
@@ -257,3 +258,18 @@ def test_mailer_bounces_poll_once_reads_the_mailbox_from_the_command_line(
     )
     assert refused.returncode == 2 and "error: bounce mailbox" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_mailer_serve_polls_the_mailbox_when_one_is_set(
+    client: TestClient, services: Services, dovecot: Dovecot
+) -> None:
+    verp = services.sender.composer.return_path(reader_with_message(services))
+    dovecot.append(sample("exchange-5.1.10-recipient-not-found.eml", verp))
+    deadline = time.monotonic() + 15
+    while reader_state(services)[0] is None:
+        assert time.monotonic() < deadline, "the running app did not read the mailbox"
+        time.sleep(0.1)
+    assert reader_state(services)[0] == "hard-bounce"
+    while dovecot.remaining():
+        assert time.monotonic() < deadline, "the message stayed in the mailbox"
+        time.sleep(0.1)
