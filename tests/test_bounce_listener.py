@@ -19,9 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
+from mailer import db
+from mailer.bounces.intake import Intake
 from mailer.bounces.listener import BounceListener
 from mailer.bounces.verp import bounce_domain
 from mailer.clock import SystemClock
+from mailer.config import load
 from mailer.db import session_scope
 from mailer.models import BounceEvent
 from mailer.services import Services
@@ -187,3 +190,22 @@ def test_mailer_bounces_serve_listens_until_sigterm(
         _, errors = process.communicate(timeout=20)
     assert process.returncode == 0, errors
     assert f"127.0.0.1:{port}" in errors
+
+
+def test_a_report_that_cannot_be_recorded_is_answered_451_so_the_sender_retries(
+    services: Services, tmp_path: Path
+) -> None:
+    unreachable = db.make_engine(
+        load(database={"url": f"sqlite:///{tmp_path}/missing/dir/mailer.db"}, secret_key=SECRET)
+    )
+    intake = Intake(unreachable, services.signer, services.settings.bounces, services.clock)
+    broken = BounceListener(intake, "example.org", "127.0.0.1", free_port(), 100_000)
+    broken.start()
+    try:
+        verp = services.sender.composer.return_path(reader_with_message(services))
+        with pytest.raises(aiosmtplib.SMTPResponseException) as deferred:
+            deliver(broken, sample("postfix-5.1.1-user-unknown.eml", verp), [verp])
+    finally:
+        broken.stop()
+    assert deferred.value.code == 451
+    assert reader_state(services)[0] is None
