@@ -7,12 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import archive, errors, public, webhooks_in
+from mailer.api import archive, errors, public, responses, webhooks_in
+from mailer.api.deps import row_ids_in_range
 from mailer.api.editors import (
     articles,
     bounces,
@@ -103,7 +104,11 @@ def create_app(
         """No icon: an empty answer rather than a 404 in every browser's console."""
         return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(
+        prefix="/api/v1",
+        responses=responses.EDITORS,
+        dependencies=[Depends(row_ids_in_range)],
+    )
     for module in (lists, forms, subscribers, articles, feeds, digests, sends, webhooks, bounces):
         api.include_router(module.router)
     app.include_router(api)

@@ -122,3 +122,15 @@ def client_ip(request: Request, trusted_proxies: list[str]) -> str:
             except ValueError:
                 return peer
     return hops[0] if hops else peer
+
+
+MAX_ROW_ID = 2**63 - 1
+"""The largest id a row can have (a signed 64-bit integer in both databases)."""
+
+
+def row_ids_in_range(request: Request) -> None:
+    """404 for a numeric id in the path that no row can have, before any query sees it (the
+    database drivers fail on integers past 64 bits)."""
+    for value in request.path_params.values():
+        if isinstance(value, str) and value.isdigit() and int(value) > MAX_ROW_ID:
+            raise HTTPException(404, "not found")
