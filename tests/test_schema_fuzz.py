@@ -1,0 +1,66 @@
+"""The whole HTTP API, readers' routes and /api/v1, driven by schemathesis from /openapi.json:
+no input gets a server error, and every answer is one the schema declares, in its shape.
+
+The app is built once for this module, on its own SQLite file with mail going to a Maildir
+(no sender runs), and the schema is read from it over ASGI.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from mailer import apikeys, config, db
+from mailer.api.app import create_app
+from mailer.db import session_scope
+from mailer.services import build
+from tests.conftest import SECRET
+
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+
+_data_dir = Path(tempfile.mkdtemp(prefix="mailer-fuzz-"))
+_services = build(
+    config.load(
+        data_dir=str(_data_dir / "var"),
+        secret_key=SECRET,
+        public_url="http://testserver",
+        database={"url": f"sqlite:///{_data_dir / 'mailer.db'}"},
+        smtp={"transport": "maildir"},
+    )
+)
+db.upgrade(_services.engine)
+with session_scope(_services.engine) as _session:
+    API_KEY = apikeys.create(_session, "schema fuzz", _services.clock.now())
+
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(_services, run_sender=False, run_scheduler=False)
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_the_database() -> Iterator[None]:
+    yield
+    _services.engine.dispose()
+    shutil.rmtree(_data_dir, ignore_errors=True)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_no_input_gets_a_server_error_or_an_undeclared_answer(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"}, checks=CHECKS)
