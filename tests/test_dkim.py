@@ -3,6 +3,7 @@ keygen` printed; added headers or a changed body break it; bad keys stop start-u
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dkim
+import dkim.crypto
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,7 +23,7 @@ from typer.testing import CliRunner
 from mailer import config
 from mailer.cli import app
 from mailer.clock import FrozenClock
-from mailer.delivery.dkim import DkimSigner
+from mailer.delivery.dkim import DkimSigner, _rsa_sign_with_openssl
 from mailer.services import Services, build
 from tests.conftest import SECRET, SmtpSink, outbox_idle
 from tests.test_cli import assert_clear_refusal, mailer, operator_env
@@ -426,3 +428,22 @@ def test_serve_and_worker_refuse_to_start_with_an_unusable_key(
     serve = mailer("serve", "--port", "1", cwd=tmp_path, env=env)
     assert serve.returncode == 2
     assert_clear_refusal(serve, "dkim.ed25519_private_key_path", "cannot read")
+
+
+def test_the_rsa_step_done_by_openssl_gives_dkimpys_exact_signature(rsa_key: PublishedKey) -> None:
+    """The private-key step runs in OpenSSL for speed; its bytes are those of dkimpy's own
+    pure-Python step, so every signature is the one dkimpy would have made."""
+    parsed = dkim.crypto.parse_pem_private_key(
+        DkimSigner.from_settings(
+            config.DkimSettings(
+                domain=DOMAIN, selector=rsa_key.selector, private_key_path=str(rsa_key.path)
+            )
+        )
+        .keys[0]
+        .private_key  # type: ignore[union-attr]
+    )
+    for text in (b"", b"a header hash", bytes(range(256))):
+        digest = hashlib.sha256(text)
+        assert _rsa_sign_with_openssl(digest, parsed) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(
+            digest, parsed
+        )
