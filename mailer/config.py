@@ -268,6 +268,9 @@ class WebhookSettings(Section):
     ca_file: str = ""
     """A PEM file of certificates to trust for endpoints besides the public CAs (a
     publisher's own CA); empty: public CAs only."""
+    keep_days: float = Field(default=30.0, gt=0)
+    """Deliveries made or given up on are deleted, with their tries, this long after they
+    were queued (their payloads hold readers' addresses)."""
 
 
 class DigestSettings(Section):
