@@ -22,6 +22,7 @@ from mailer.delivery import sends
 from mailer.models import Digest
 from mailer.services import Services
 from mailer.subscriptions.erasure import purge_unconfirmed
+from mailer.webhooks import retention
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +206,13 @@ def poll_due_feeds(services: Services) -> dict[int, str]:
 
 def purge_job(services: Services) -> int:
     """Drop unconfirmed signups past their expiry and the purge period (returns how many),
-    and the editors' sign-ins that expired or were ended."""
+    the editors' sign-ins that expired or were ended, and old webhook deliveries."""
     older_than = timedelta(hours=services.settings.signup.pending_purge_after_hours)
+    keep_deliveries = timedelta(days=services.settings.webhooks.keep_days)
     with session_scope(services.engine) as session:
         purged = purge_unconfirmed(session, older_than, services.clock.now())
         accounts.purge_sessions(session, services.clock.now())
+        retention.purge_older_than(session, keep_deliveries, services.clock.now())
     if purged:
         log.info("purged %d unconfirmed subscriptions", purged)
     return purged
