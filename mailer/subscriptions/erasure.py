@@ -29,6 +29,7 @@ from mailer.subscriptions.signup import (
     revoke_open_confirmations,
     supersede_queued_mail,
 )
+from mailer.webhooks import retention
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -66,7 +67,10 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
         .values(detail="(erased)")
     )
     ledger.erase_personal_fields(session, subscriber_id)
-    subscriber.email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"
+    erased_email = f"{address_digest(subscriber.email)}@{ERASED_DOMAIN}"
+    # Webhook payloads (sent or still to send) named the reader.
+    retention.forget_address(session, subscriber.email, erased_email)
+    subscriber.email = erased_email
     subscriber.name = ""
     subscriber.erased_at = now
     ledger.append(
