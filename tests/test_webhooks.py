@@ -763,3 +763,61 @@ def test_an_import_reports_each_new_reader(
     assert all(d["status"] == "confirmed" and d["source"] == "import" for d in received)
     assert all(d["lists"] == ["news"] for d in received)
     assert all(verified(r, hook.secret, clock) for r in receiver.requests)
+
+
+# ---- personal data ----------------------------------------------------------------------
+
+
+def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
+    editor: TestClient,
+    services: Services,
+    smtp: SmtpSink,
+    receiver: Receiver,
+    clock: FrozenClock,
+) -> None:
+    hook = register(editor, receiver.url, ["subscriber.created", "subscriber.confirmed"])
+    editor.post("/subscribe", json={"email": READER})
+    receiver.wait_for(1)
+    receiver.replies.append(500)
+    editor.post(link_in(smtp.wait_for(1)[-1].message, "/confirm/"))
+    receiver.wait_for(2)
+    sent, waiting = wait_until_settled(editor, hook["id"])[::-1]
+    assert sent["status"] == "delivered" and waiting["status"] == "pending"
+    [subscriber] = editor.get("/api/v1/subscribers", params={"email": READER}).json()
+
+    erased = editor.post(f"/api/v1/subscribers/{subscriber['id']}/erase")
+    assert erased.status_code == 200, erased.text
+    stored = [d["payload"]["data"]["email"] for d in deliveries(editor, hook["id"])]
+    assert len(stored) == 2 and all(e.endswith("@erased.invalid") for e in stored)
+    with session_scope(services.engine) as session:
+        assert all(READER not in p for p in session.exec(select(WebhookDelivery.payload)))
+
+    clock.advance(hours=1)
+    retried = receiver.wait_for(3)[2]
+    assert retried.event == "subscriber.confirmed"
+    assert READER.encode() not in retried.body
+    assert retried.payload["data"]["subscriber_id"] == subscriber["id"]
+    assert verified(retried, hook["secret"], clock), "signed as sent, after the rewrite"
+
+
+def test_old_deliveries_are_purged_but_pending_ones_stay(
+    services: Services, receiver: Receiver, clock: FrozenClock
+) -> None:
+    from mailer.scheduling import purge_job
+
+    add_endpoint(services, receiver.url, ["send.finished"])
+    emit_ping_like(services, WebhookEvent.send_finished, {"send_id": 1})
+    assert deliver_due(services) == 1
+    receiver.replies.extend([500] * 10)
+    emit_ping_like(services, WebhookEvent.send_finished, {"send_id": 2})
+    assert deliver_due(services) == 1
+
+    clock.advance(days=services.settings.webhooks.keep_days - 1)
+    purge_job(services)
+    assert count_rows(services, WebhookDelivery) == 2
+    clock.advance(days=2)
+    purge_job(services)
+    with session_scope(services.engine) as session:
+        [left] = session.exec(select(WebhookDelivery)).all()
+    assert left.status == "pending" and json.loads(left.payload)["data"] == {"send_id": 2}
+    assert count_rows(services, WebhookAttempt) == 1, "the delivered one's try went with it"
