@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mailer import config
+from mailer import config, mailboxes
 from mailer.bounces.intake import Intake
 from mailer.clitools import ConfigOption, fail, load_settings, open_engine
 
@@ -27,7 +27,13 @@ def _intake(settings: config.Settings) -> Intake:
     from mailer.tokens import Signer
 
     engine = open_engine(settings, migrate_sqlite=True)
-    return Intake(engine, Signer(config.signing_key(settings)), settings.bounces, SystemClock())
+    return Intake(
+        engine,
+        Signer(config.signing_key(settings)),
+        settings.bounces,
+        SystemClock(),
+        mailboxes.unsubscribe_mailbox(settings),
+    )
 
 
 @bounces_app.command("serve")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from mailer import mailboxes
 from mailer.bounces.intake import Intake
 from mailer.bounces.reports import InboundKind, read
 from mailer.db import session_scope
@@ -121,7 +122,13 @@ def sample(name: str, verp: str, recipient: str = READER) -> bytes:
 
 
 def intake_for(services: Services) -> Intake:
-    return Intake(services.engine, services.signer, services.settings.bounces, services.clock)
+    return Intake(
+        services.engine,
+        services.signer,
+        services.settings.bounces,
+        services.clock,
+        mailboxes.unsubscribe_mailbox(services.settings),
+    )
 
 
 def reader_state(services: Services, email: str = READER) -> tuple[str | None, str, list[str]]:

@@ -8,12 +8,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from mailer import mailboxes
+from mailer.bounces.listener import BounceListener
 from mailer.clock import SystemClock
 from mailer.db import session_scope
 from mailer.services import Services
 from mailer.subscriptions.mail_unsubscribe import unsubscribe_by_mail
 from tests.conftest import SmtpSink
+from tests.test_bounce_listener import deliver, listener
 from tests.test_delivery_engine import add_readers, send_digest, wait_done
+
+__all__ = ["listener"]  # the fixture, shared with the listener's tests
 
 
 @pytest.fixture
@@ -76,3 +81,18 @@ def test_a_mail_without_a_valid_token_changes_nothing(
         assert unsubscribe_by_mail(session, plain, services.signer, now) == []
     [found] = editor.get("/api/v1/subscribers", params={"email": "reader@example.com"}).json()
     assert found["lists"][0]["status"] == "confirmed"
+
+
+def test_the_listener_takes_mail_to_the_unsubscribe_mailbox(
+    editor: TestClient, services: Services, smtp: SmtpSink, listener: BounceListener
+) -> None:
+    add_readers(services, ["by-mail@example.com"])
+    wait_done(editor, send_digest(editor, story=1))
+    [received] = smtp.to("by-mail@example.com")
+    reply = _reply_to_mailto(received.message, "by-mail@example.com")
+    mailbox = mailboxes.unsubscribe_mailbox(services.settings)
+    answer = deliver(listener, reply, [mailbox], sender="by-mail@example.com")
+    assert answer[1].startswith("OK")
+    [found] = editor.get("/api/v1/subscribers", params={"email": "by-mail@example.com"}).json()
+    assert found["lists"][0]["status"] == "unsubscribed"
+    assert listener.handler.intake.counts["unsubscribed"] == 1

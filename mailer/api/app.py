@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
-from mailer import __version__
+from mailer import __version__, mailboxes
 from mailer.api import archive, errors, public, responses, webhooks_in
 from mailer.api.deps import row_ids_in_range
 from mailer.api.editors import (
@@ -57,7 +57,13 @@ def create_app(
             webhooks_task = asyncio.create_task(services.webhooks.run_forever(stop))
         if run_sender and services.settings.bounces.imap_host:
             bounces = services.settings.bounces
-            intake = Intake(services.engine, services.signer, bounces, services.clock)
+            intake = Intake(
+                services.engine,
+                services.signer,
+                bounces,
+                services.clock,
+                mailboxes.unsubscribe_mailbox(services.settings),
+            )
             mailbox_task = asyncio.create_task(MailboxPoller(intake, bounces).run_forever(stop))
         try:
             yield

@@ -1,5 +1,6 @@
 """Taking in one inbound email, by SMTP (the listener) or from the bounce mailbox: read
-its reports and handle all of them in one transaction."""
+its reports and handle all of them in one transaction. Mail to the List-Unsubscribe
+mailbox, when it comes the same way, unsubscribes the reader its token names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesHeaderParser
 
 from sqlalchemy import Engine
 
@@ -15,6 +18,7 @@ from mailer.bounces.handling import Outcome, handle
 from mailer.clock import Clock
 from mailer.config import BounceSettings
 from mailer.db import session_scope
+from mailer.subscriptions.mail_unsubscribe import unsubscribe_by_mail
 from mailer.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -39,17 +43,27 @@ class Intake:
     """Reads inbound reports and acts on them; counts what it saw by `Handled.label`."""
 
     def __init__(
-        self, engine: Engine, signer: Signer, settings: BounceSettings, clock: Clock
+        self,
+        engine: Engine,
+        signer: Signer,
+        settings: BounceSettings,
+        clock: Clock,
+        unsubscribe_address: str = "",
     ) -> None:
         self.engine = engine
         self.signer = signer
         self.settings = settings
         self.clock = clock
+        self.unsubscribe_address = unsubscribe_address.lower()
+        """The List-Unsubscribe mailbox (mailboxes.unsubscribe_mailbox); "" when mail to
+        it does not come this way."""
         self.counts: Counter[str] = Counter()
 
     def take(self, data: bytes, envelope_recipients: Sequence[str] = ()) -> Handled:
         """Read one email and handle its reports; returns once they are committed (a
         database error propagates, so the caller keeps the email to try again)."""
+        if self._to_unsubscribe_mailbox(data, envelope_recipients):
+            return self._unsubscribe(data)
         reading = reports.read(data, self.signer, envelope_recipients)
         if not reading.reports:
             handled = Handled(reading)
@@ -72,3 +86,24 @@ class Intake:
                 )
         self.counts[handled.label] += 1
         return handled
+
+    def _to_unsubscribe_mailbox(self, data: bytes, envelope_recipients: Sequence[str]) -> bool:
+        if not self.unsubscribe_address:
+            return False
+        recipients = list(envelope_recipients)
+        if not recipients:  # from the mailbox: the delivery headers say where it went
+            headers = BytesHeaderParser(policy=policy.compat32).parsebytes(data)
+            recipients = [
+                str(value)
+                for name in reports.DELIVERY_HEADERS
+                for value in headers.get_all(name, [])
+            ]
+        return any(self.unsubscribe_address in address.lower() for address in recipients)
+
+    def _unsubscribe(self, data: bytes) -> Handled:
+        with session_scope(self.engine) as session:
+            left = unsubscribe_by_mail(session, data, self.signer, self.clock.now())
+        label = "unsubscribed" if left else "unsubscribe-ignored"
+        log.info("inbound mail to the unsubscribe mailbox: %s", label)
+        self.counts[label] += 1
+        return Handled(reports.Reading(reports.InboundKind.unsubscribe, [], label))

@@ -1,5 +1,6 @@
 """The inbound SMTP listener (`mailer bounces serve`): accepts DSNs and ARF reports for
-our bounce domain and hands each message to the intake.
+our bounce domain, and mail to the List-Unsubscribe mailbox, and hands each message to the
+intake.
 
 Mail for other domains is refused (550 5.1.2); mail for our domain is accepted whatever
 its local part, so a forger learns nothing about which tags are valid; a message over
@@ -35,7 +36,8 @@ class ReportHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if address.rpartition("@")[2].lower() != self.domain:
+        ours = address.rpartition("@")[2].lower() == self.domain
+        if not ours and address.lower() != self.intake.unsubscribe_address:
             return "550 5.1.2 This server takes bounce reports for its own domain only"
         envelope.rcpt_tos.append(address)
         return "250 OK"

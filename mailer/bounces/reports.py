@@ -66,6 +66,8 @@ class InboundKind(StrEnum):
     arf = "arf"
     """An RFC 5965 feedback report (a complaint, or a not-spam and the like)."""
     auto_reply = "auto-reply"
+    unsubscribe = "unsubscribe"
+    """Mail to the List-Unsubscribe mailbox (not a report: see `intake`)."""
     other = "other"
     """Mail that is none of the above."""
     unreadable = "unreadable"

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
+from mailer import mailboxes
 from mailer.config import Settings
 from mailer.tokens import BadToken, Signer
 
@@ -23,14 +22,5 @@ def outbox_id_in(address: str, signer: Signer) -> int | None:
 
 
 def bounce_domain(settings: Settings) -> str:
-    """The domain of our VERP bounce addresses, as `Composer.return_path` makes them: that
-    of `[mail] bounce_mailbox`, else of the From address, else of the public URL."""
-    mailbox = settings.mail.bounce_mailbox
-    domain = mailbox.rpartition("@")[2] if mailbox else ""
-    domain = (
-        domain
-        or settings.mail.from_address.rpartition("@")[2]
-        or urlsplit(settings.public_url).hostname
-        or "localhost"
-    )
-    return domain.lower()
+    """The domain of our VERP bounce addresses."""
+    return mailboxes.bounce_mailbox(settings).rpartition("@")[2].lower()

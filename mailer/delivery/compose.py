@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
-from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
+from mailer import mailboxes
 from mailer.config import Settings
 from mailer.delivery import message
 from mailer.delivery.dkim import DkimSigner
@@ -65,16 +65,11 @@ class Composer:
         self._suppressed: set[int] = set()
         self._prepared_bodies: dict[tuple[str, int | None], message.PreparedBody] = {}
         self._subscribers: dict[int | None, Subscriber] = {}
-        self.msgid_domain = (
-            settings.mail.from_address.rpartition("@")[2]
-            or urlsplit(settings.public_url).hostname
-            or "localhost"
+        self.msgid_domain = mailboxes.sender_domain(settings)
+        self.unsubscribe_mailbox = mailboxes.unsubscribe_mailbox(settings)
+        self._bounce_local, _, self._bounce_domain = mailboxes.bounce_mailbox(settings).rpartition(
+            "@"
         )
-        self.unsubscribe_mailbox = settings.mail.unsubscribe_mailbox or (
-            f"unsubscribe@{self.msgid_domain}"
-        )
-        bounce_mailbox = settings.mail.bounce_mailbox or f"bounces@{self.msgid_domain}"
-        self._bounce_local, _, self._bounce_domain = bounce_mailbox.rpartition("@")
         self.dkim = DkimSigner.from_settings(settings.dkim)
         """Signs every message when [dkim] is set; its keys are read (and checked) here."""
         self._bulk = message.BulkMessageMaker(
