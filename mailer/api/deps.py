@@ -132,5 +132,6 @@ def row_ids_in_range(request: Request) -> None:
     """404 for a numeric id in the path that no row can have, before any query sees it (the
     database drivers fail on integers past 64 bits)."""
     for value in request.path_params.values():
-        if isinstance(value, str) and value.isdigit() and int(value) > MAX_ROW_ID:
+        digits = value.removeprefix("-") if isinstance(value, str) else ""
+        if digits.isdigit() and int(digits) > MAX_ROW_ID:
             raise HTTPException(404, "not found")
