@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, String, cast, func, or_
+from sqlalchemy import ColumnElement, String, cast, false, func, or_
 from sqlmodel import Session, col, select
 
 from mailer.models import Article, DigestArticle
@@ -41,9 +41,10 @@ def normalize_topics(topics: list[str]) -> list[str]:
 
 
 def has_any_topic(topics: list[str]) -> ColumnElement[bool]:
-    """Articles carrying at least one of `topics` (slugs hold no LIKE wildcards or quotes)."""
+    """Articles carrying at least one of `topics` (slugs hold no LIKE wildcards or quotes);
+    none when no topic is left after normalizing (e.g. ":")."""
     stored = cast(col(Article.topics), String)
-    return or_(*(stored.like(f'%"{topic}"%') for topic in normalize_topics(topics)))
+    return or_(false(), *(stored.like(f'%"{topic}"%') for topic in normalize_topics(topics)))
 
 
 def upsert(session: Session, data: ArticleInput, now: datetime) -> tuple[Article, bool]:
