@@ -11,9 +11,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -43,9 +45,8 @@ db.upgrade(_services.engine)
 with session_scope(_services.engine) as _session:
     API_KEY = apikeys.create(_session, "schema fuzz", _services.clock.now())
 
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(_services, run_sender=False, run_scheduler=False)
-)
+_app = create_app(_services, run_sender=False, run_scheduler=False)
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,3 +65,31 @@ def _remove_the_database() -> Iterator[None]:
 )
 def test_no_input_gets_a_server_error_or_an_undeclared_answer(case: schemathesis.Case) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"}, checks=CHECKS)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/api/v1/subscribers/9223372036854775808", None, 404),
+        ("POST", "/api/v1/sends/-9223372036854775809/cancel", None, 404),
+        ("GET", "/api/v1/digests/99999999999999999999999/preview", None, 404),
+        ("GET", "/api/v1/articles?topic=%3A", None, 200),
+        ("PATCH", "/api/v1/lists/news", {"welcome_enabled": None, "description": None}, 200),
+    ],
+)
+def test_inputs_that_once_crashed_the_server_get_a_clear_answer(
+    method: str, path: str, body: dict[str, Any] | None, status: int
+) -> None:
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(_app) as client:
+        story = {
+            "url": "https://news.example.com/fuzz-story",
+            "title": "A story",
+            "topics": ["world"],
+            "published_at": "2026-01-01T00:00:00Z",
+        }
+        assert client.post("/api/v1/articles", json=story, headers=auth).status_code in (200, 201)
+        answer = client.request(method, path, json=body, headers=auth)
+    assert answer.status_code == status, answer.text
+    if path.startswith("/api/v1/articles"):
+        assert answer.json() == [], "a topic with no letters matches no article"
