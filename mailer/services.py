@@ -47,9 +47,7 @@ def build(
     renderer = MailRenderer(settings.email_template_dirs)
     transport = transport or make_transport(settings.smtp, settings.maildir_path)
     composer = Composer(settings, renderer, signer)
-    sender = Sender(
-        engine, transport, composer, settings.sender, clock, metrics, settings.bounces
-    )
+    sender = Sender(engine, transport, composer, settings.sender, clock, metrics, settings.bounces)
     signup = settings.signup
     return Services(
         settings=settings,
