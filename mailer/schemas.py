@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _with_offset(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-03-30T07:00:00+02:00 or ...Z")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range") from exc
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_with_offset)]
+"""A point in time given with its offset (a naive time is ambiguous), that UTC can hold."""
 
 
 class Strict(BaseModel):
@@ -164,7 +179,7 @@ class ArticleIn(Strict):
     author: str = Field(default="", max_length=300)
     image_url: str = Field(default="", max_length=2000)
     topics: list[str] = Field(default_factory=list, max_length=20)
-    published_at: datetime
+    published_at: Moment
 
 
 class ArticlePublic(BaseModel):
@@ -185,7 +200,7 @@ class DigestCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     schedule: str = Field(default="", max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
-    send_at: datetime | None = None
+    send_at: Moment | None = None
     topics: list[str] = Field(default_factory=list, max_length=20)
     max_articles: int = Field(default=10, ge=1, le=100)
     subject_template: str = Field(default="", max_length=2000)
@@ -198,7 +213,7 @@ class DigestUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     schedule: str | None = Field(default=None, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
-    send_at: datetime | None = None
+    send_at: Moment | None = None
     topics: list[str] | None = Field(default=None, max_length=20)
     max_articles: int | None = Field(default=None, ge=1, le=100)
     subject_template: str | None = Field(default=None, max_length=2000)
