@@ -29,6 +29,9 @@ from mailer.db import session_scope
 from mailer.services import build
 from tests.conftest import SECRET
 
+FAR_FUTURE = "9999-12-31T23:59:59-23:59"
+"""Later than any UTC time a database column holds."""
+
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 _data_dir = Path(tempfile.mkdtemp(prefix="mailer-fuzz-"))
@@ -75,6 +78,18 @@ def test_no_input_gets_a_server_error_or_an_undeclared_answer(case: schemathesis
         ("GET", "/api/v1/digests/99999999999999999999999/preview", None, 404),
         ("GET", "/api/v1/articles?topic=%3A", None, 200),
         ("PATCH", "/api/v1/lists/news", {"welcome_enabled": None, "description": None}, 200),
+        ("PATCH", "/api/v1/digests/{digest}", {"name": None, "enabled": None, "topics": None}, 200),
+        ("POST", "/api/v1/digests", {"list": "news", "name": "N", "send_at": "2030-01-01"}, 422),
+        (
+            "POST",
+            "/api/v1/articles",
+            {
+                "url": "https://x.example/a",
+                "title": "A",
+                "published_at": "9999-12-31T23:59:59-23:59",
+            },
+            422,
+        ),
     ],
 )
 def test_inputs_that_once_crashed_the_server_get_a_clear_answer(
@@ -89,7 +104,11 @@ def test_inputs_that_once_crashed_the_server_get_a_clear_answer(
             "published_at": "2026-01-01T00:00:00Z",
         }
         assert client.post("/api/v1/articles", json=story, headers=auth).status_code in (200, 201)
+        digest = {"list": "news", "name": f"Fuzz digest {len(path)}", "schedule": "0 7 * * *"}
+        created = client.post("/api/v1/digests", json=digest, headers=auth)
+        assert created.status_code == 201, created.text
+        path = path.replace("{digest}", str(created.json()["id"]))
         answer = client.request(method, path, json=body, headers=auth)
     assert answer.status_code == status, answer.text
-    if path.startswith("/api/v1/articles"):
+    if "topic=" in path:
         assert answer.json() == [], "a topic with no letters matches no article"
