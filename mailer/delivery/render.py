@@ -23,6 +23,7 @@ from jinja2 import (
     nodes,
     select_autoescape,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
@@ -79,6 +80,32 @@ class RenderedMail:
     html: str
 
 
+MAX_BUILT_SIZE = 100_000
+"""The longest string or list an editor's template may build with `*` (and `**` is kept
+to exponents up to 64 and results up to 4096 bits), so a template cannot make the server
+build huge values."""
+
+
+class EditorSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with `*` and `**` checked before they run (and so never
+    folded at compile time)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
+                if sized and len(sequence) * times > MAX_BUILT_SIZE:
+                    raise SecurityError("the value would be too large")
+        if operator == "**":
+            if not isinstance(right, int | float) or right > 64:
+                raise SecurityError("the exponent is too large")
+            if isinstance(left, int) and left.bit_length() * right > 4096:
+                raise SecurityError("the value would be too large")
+        return super().call_binop(context, operator, left, right)
+
+
 class MailRenderer:
     """Renders a named mail (`<name>.subject.txt`, `<name>.txt`, `<name>.html`)."""
 
@@ -92,10 +119,10 @@ class MailRenderer:
         )
         self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
 
-        self._sandbox = ImmutableSandboxedEnvironment(
+        self._sandbox = EditorSandbox(
             autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
         )
-        self._sandbox_html = ImmutableSandboxedEnvironment(
+        self._sandbox_html = EditorSandbox(
             autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
         )
 
