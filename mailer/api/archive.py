@@ -5,11 +5,11 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
 
-from mailer.api.deps import ServicesDep
+from mailer.api.deps import ServicesDep, row_ids_in_range
 from mailer.api.responses import READERS
 from mailer.db import session_scope
 from mailer.delivery.render import fill
@@ -17,7 +17,12 @@ from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
 from mailer.web.pages import Pages
 
-router = APIRouter(prefix="/archive", tags=["archive"], responses=READERS)
+router = APIRouter(
+    prefix="/archive",
+    tags=["archive"],
+    responses=READERS,
+    dependencies=[Depends(row_ids_in_range)],
+)
 PUBLISHED = (SendStatus.sending, SendStatus.done, SendStatus.paused)
 ARCHIVE_PAGE_SIZE = 100
 

@@ -133,5 +133,5 @@ def row_ids_in_range(request: Request) -> None:
     database drivers fail on integers past 64 bits)."""
     for value in request.path_params.values():
         digits = value.removeprefix("-") if isinstance(value, str) else ""
-        if digits.isdigit() and int(digits) > MAX_ROW_ID:
+        if digits.isascii() and digits.isdigit() and int(digits) > MAX_ROW_ID:
             raise HTTPException(404, "not found")
