@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
 from mailer.content import articles
 from mailer.models import Article
 from mailer.schemas import ArticleIn, ArticlePublic
@@ -47,7 +47,7 @@ def list_articles(
     topic: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> list[ArticlePublic]:
     """Newest first, optionally by topic or words in the title."""
     return [public(a) for a in articles.search(session, topic, q, limit, offset)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
 from mailer.models import MailingList, Subscriber, Subscription
 from mailer.schemas import (
     ChainVerification,
@@ -80,7 +80,7 @@ def search(
     list_slug: Annotated[str | None, Query(alias="list", max_length=64)] = None,
     status: Annotated[str | None, Query(pattern="^(pending|confirmed|unsubscribed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> list[SubscriberPublic]:
     """Subscribers matching the normalized `email` (or a list and status), oldest first."""
     found = directory.search(
