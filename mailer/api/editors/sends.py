@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
 from mailer.delivery import sends
 from mailer.models import OutboxStatus
 from mailer.schemas import SendMessagePublic, SendPublic
@@ -24,7 +24,9 @@ def list_messages(
     session: SessionDep,
     _editor: EditorDep,
     status: Annotated[OutboxStatus | None, Query(description="Only messages in this state")] = None,
-    after: Annotated[int, Query(ge=0, description="Messages with a larger id (paging)")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_ROW_ID, description="Messages with a larger id (paging)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[SendMessagePublic]:
     """The send's recipients in id order, each with the relay's reply to every attempt."""
