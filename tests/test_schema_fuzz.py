@@ -61,7 +61,7 @@ def _remove_the_database() -> Iterator[None]:
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
