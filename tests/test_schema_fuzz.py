@@ -51,6 +51,48 @@ with session_scope(_services.engine) as _session:
 _app = create_app(_services, run_sender=False, run_scheduler=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
+CLOSED_PORT = "127.0.0.1:9"
+"""Nothing listens here: a feed poll fails at once, as a refused connection (a webhook
+goes to a host in .invalid, which never resolves)."""
+
+
+def _seed() -> None:
+    """One of each resource (ids 1), so that the ids the fuzzer tries first exist."""
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(_app) as client:
+        created = [
+            client.post("/subscribe", json={"email": "fuzz.reader@example.com"}),
+            client.post(
+                "/api/v1/articles",
+                json={
+                    "url": "https://news.example.com/fuzz-seed",
+                    "title": "Seed",
+                    "topics": ["world"],
+                    "published_at": _services.clock.now().isoformat(),
+                },
+                headers=auth,
+            ),
+            client.post(
+                "/api/v1/digests",
+                json={"list": "news", "name": "Seed digest", "schedule": "0 7 * * *"},
+                headers=auth,
+            ),
+            client.post("/api/v1/digests/1/send", headers=auth),
+            client.post(
+                "/api/v1/feeds", json={"url": f"http://{CLOSED_PORT}/feed.xml"}, headers=auth
+            ),
+            client.post(
+                "/api/v1/webhooks",
+                json={"url": "https://hooks.invalid/hook", "events": ["send.started"]},
+                headers=auth,
+            ),
+        ]
+    for answer in created:
+        assert answer.status_code in (201, 202), answer.text
+
+
+_seed()
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _remove_the_database() -> Iterator[None]:
