@@ -7,6 +7,7 @@ The app is built once for this module, on its own SQLite file with mail going to
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ FAR_FUTURE = "9999-12-31T23:59:59-23:59"
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 _data_dir = Path(tempfile.mkdtemp(prefix="mailer-fuzz-"))
+atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)  # also when nothing here runs
 _services = build(
     config.load(
         data_dir=str(_data_dir / "var"),
@@ -95,10 +97,9 @@ _seed()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _remove_the_database() -> Iterator[None]:
+def _close_the_database() -> Iterator[None]:
     yield
     _services.engine.dispose()
-    shutil.rmtree(_data_dir, ignore_errors=True)
 
 
 @schema.parametrize()
