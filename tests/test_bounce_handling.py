@@ -17,13 +17,12 @@ from mailer.models import (
     BounceEvent,
     BounceKind,
     ConsentEvent,
-    OutboxMessage,
     Subscriber,
     Subscription,
     Suppression,
 )
 from mailer.services import Services
-from tests.test_delivery_engine import add_readers
+from tests.test_bounce_reports import reader_with_message as message_to
 
 
 @pytest.mark.parametrize(
@@ -58,26 +57,6 @@ def test_the_status_is_found_in_a_diagnostic() -> None:
     assert find_status("no status here") == ""
 
 
-def _outbox_row(services: Services, email: str) -> int:
-    """An outbox row (a sent confirmation-like message) for the reader, as a send would leave."""
-    now = services.clock.now()
-    with session_scope(services.engine) as session:
-        subscriber = session.exec(select(Subscriber).where(col(Subscriber.email) == email)).one()
-        assert subscriber.id is not None
-        row = OutboxMessage(
-            kind="digest",
-            subscriber_id=subscriber.id,
-            status="sent",
-            next_attempt_at=now,
-            created_at=now,
-            sent_at=now,
-        )
-        session.add(row)
-        session.flush()
-        assert row.id is not None
-        return row.id
-
-
 def _handle(services: Services, report: Report):  # type: ignore[no-untyped-def]
     with session_scope(services.engine) as session:
         return handle(session, report, services.settings.bounces, services.clock.now())
@@ -93,8 +72,7 @@ def _suppression(services: Services, email: str) -> str | None:
 
 
 def test_a_hard_bounce_suppresses_at_once(services: Services) -> None:
-    add_readers(services, ["gone@example.com"])
-    outbox_id = _outbox_row(services, "gone@example.com")
+    outbox_id = message_to(services, "gone@example.com")
     outcome = _handle(services, Report("dsn", "5.1.1", "failed", outbox_id=outbox_id))
     assert outcome.kind == BounceKind.hard and outcome.suppressed
     assert _suppression(services, "gone@example.com") == "hard-bounce"
@@ -103,33 +81,39 @@ def test_a_hard_bounce_suppresses_at_once(services: Services) -> None:
 def test_soft_bounces_suppress_only_after_the_limit_of_different_messages_in_the_window(
     services: Services,
 ) -> None:
-    add_readers(services, ["full@example.com"])
     limit = services.settings.bounces.soft_limit
-    first = _outbox_row(services, "full@example.com")
+    first = message_to(services, "full@example.com")
     for _ in range(limit + 1):  # the same message reported again and again counts once
         assert not _handle(services, Report("dsn", "5.2.2", outbox_id=first)).suppressed
     for _ in range(limit - 2):
         assert not _handle(
             services,
-            Report("dsn", "4.2.2", "delayed", outbox_id=_outbox_row(services, "full@example.com")),
+            Report(
+                "dsn",
+                "4.2.2",
+                "delayed",
+                outbox_id=message_to(services, "full@example.com"),
+            ),
         ).suppressed
     assert _suppression(services, "full@example.com") is None
     last = _handle(
-        services, Report("dsn", "5.2.2", outbox_id=_outbox_row(services, "full@example.com"))
+        services,
+        Report("dsn", "5.2.2", outbox_id=message_to(services, "full@example.com")),
     )
     assert last.suppressed and _suppression(services, "full@example.com") == "soft-bounce"
 
 
 def test_soft_bounces_older_than_the_window_are_forgotten(services: Services) -> None:
-    add_readers(services, ["flaky@example.com"])
     limit = services.settings.bounces.soft_limit
     for _ in range(limit - 1):
         _handle(
-            services, Report("smtp", "4.2.2", outbox_id=_outbox_row(services, "flaky@example.com"))
+            services,
+            Report("smtp", "4.2.2", outbox_id=message_to(services, "flaky@example.com")),
         )
     services.clock.advance(days=services.settings.bounces.soft_window_days + 1)  # type: ignore[attr-defined]
     outcome = _handle(
-        services, Report("smtp", "4.2.2", outbox_id=_outbox_row(services, "flaky@example.com"))
+        services,
+        Report("smtp", "4.2.2", outbox_id=message_to(services, "flaky@example.com")),
     )
     assert not outcome.suppressed
     assert _suppression(services, "flaky@example.com") is None
@@ -138,8 +122,7 @@ def test_soft_bounces_older_than_the_window_are_forgotten(services: Services) ->
 def test_a_policy_rejection_alerts_the_operator_and_keeps_the_reader(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add_readers(services, ["kept@example.com"])
-    outbox_id = _outbox_row(services, "kept@example.com")
+    outbox_id = message_to(services, "kept@example.com")
     with caplog.at_level(logging.ERROR, logger="mailer"):
         outcome = _handle(
             services,
@@ -160,8 +143,7 @@ def test_a_policy_rejection_alerts_the_operator_and_keeps_the_reader(
 def test_an_abuse_complaint_unsubscribes_with_a_consent_event_and_suppresses(
     services: Services,
 ) -> None:
-    add_readers(services, ["angry@example.com"])
-    outbox_id = _outbox_row(services, "angry@example.com")
+    outbox_id = message_to(services, "angry@example.com")
     outcome = _handle(services, Report("arf", action="abuse", complaint=True, outbox_id=outbox_id))
     assert outcome.kind == BounceKind.complaint and outcome.unsubscribed == ["news"]
     assert _suppression(services, "angry@example.com") == "complaint"
@@ -180,8 +162,7 @@ def test_an_abuse_complaint_unsubscribes_with_a_consent_event_and_suppresses(
 
 
 def test_not_spam_and_reports_about_no_message_of_ours_change_nothing(services: Services) -> None:
-    add_readers(services, ["calm@example.com"])
-    outbox_id = _outbox_row(services, "calm@example.com")
+    outbox_id = message_to(services, "calm@example.com")
     assert (
         _handle(
             services, Report("arf", action="not-spam", complaint=True, outbox_id=outbox_id)

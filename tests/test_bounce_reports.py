@@ -20,13 +20,13 @@ from mailer.models import (
     BounceEvent,
     BounceKind,
     ConsentEvent,
-    MailingList,
     OutboxMessage,
     Subscriber,
     Subscription,
 )
 from mailer.services import Services
 from mailer.subscriptions import suppression
+from tests.test_delivery_engine import add_readers
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
 READER = "jordan@mail-host.example.net"
@@ -83,23 +83,11 @@ def reader_with_message(services: Services, email: str = READER) -> int:
     """A confirmed reader of `news` who was sent a digest; returns its outbox row's id."""
     now = services.clock.now()
     with session_scope(services.engine) as session:
-        news = session.exec(select(MailingList).where(MailingList.slug == "news")).one()
-        subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-        if subscriber is None:
-            subscriber = Subscriber(email=email, created_at=now)
-            session.add(subscriber)
-            session.flush()
-            assert subscriber.id is not None and news.id is not None
-            session.add(
-                Subscription(
-                    subscriber_id=subscriber.id,
-                    list_id=news.id,
-                    status="confirmed",
-                    created_at=now,
-                    updated_at=now,
-                    confirmed_at=now,
-                )
-            )
+        known = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+    if known is None:
+        add_readers(services, [email])
+    with session_scope(services.engine) as session:
+        subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
         assert subscriber.id is not None
         row = OutboxMessage(
             kind="digest",
