@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+from mailer import accounts
 from mailer.bounces.handling import Report, handle
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
+from mailer.models import UserRole
 from mailer.services import Services
 from mailer.subscriptions import stats, transfer
-from tests.admin import sign_in
+from tests.admin import EDITOR, PASSWORD, sign_in
 
 HARD = "hanna.hard@example.com"
 POLICY = "paul.policy@example.com"
@@ -114,3 +116,22 @@ def test_the_dashboard_counts_the_last_30_days_by_kind(
     section = page.text.split('id="bounces-heading"', 1)[1].split("</section>", 1)[0]
     figures = re.findall(r'<p class="figure">(\d+)</p>', section)
     assert figures == ["0", "0", "1", "1"]
+
+
+def test_one_subscribers_events_are_listed_and_shown_on_their_page(
+    editor: TestClient, client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    reports_over_three_days(services, clock)
+    [reader] = editor.get("/api/v1/subscribers", params={"email": HARD}).json()
+    [event] = editor.get("/api/v1/bounces", params={"subscriber_id": reader["id"]}).json()
+    assert (event["kind"], event["status"]) == ("hard", "5.1.1")
+
+    with session_scope(services.engine) as session:
+        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, clock.now())
+    assert sign_in(client).status_code == 303
+    page = client.get(f"/admin/subscribers/{reader['id']}").text
+    table = page.split("<h2>Bounces and complaints</h2>", 1)[1].split("</table>", 1)[0]
+    assert "hard" in table and "5.1.1" in table and "dsn" in table
+    assert "user unknown" in table and HARD not in table, "the receiver's words, no address"
+    [other] = editor.get("/api/v1/subscribers", params={"email": POLICY}).json()
+    assert "5.1.1" not in client.get(f"/admin/subscribers/{other['id']}").text

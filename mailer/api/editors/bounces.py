@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlmodel import col, select
 
 from mailer.api.deps import EditorDep, SessionDep
+from mailer.bounces import history
 from mailer.models import BounceEvent, BounceKind
 from mailer.schemas import BounceEventPublic
 
@@ -27,16 +27,20 @@ def list_bounces(
     since: Annotated[
         datetime | None, Query(description="Only events at or after this time (ISO 8601)")
     ] = None,
+    subscriber_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only this subscriber's events")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BounceEventPublic]:
     """Recorded bounce events, newest first."""
-    statement = select(BounceEvent)
-    if kind is not None:
-        statement = statement.where(col(BounceEvent.kind) == kind.value)
-    if since is not None:
-        statement = statement.where(col(BounceEvent.at) >= _utc(since))
-    statement = statement.order_by(col(BounceEvent.at).desc(), col(BounceEvent.id).desc())
-    return [_public(event) for event in session.exec(statement.limit(limit))]
+    events = history.recent(
+        session,
+        kind=kind,
+        since=_utc(since) if since is not None else None,
+        subscriber_id=subscriber_id,
+        limit=limit,
+    )
+    return [_public(event) for event in events]
 
 
 def _utc(at: datetime) -> datetime:

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from mailer.accounts import SignedIn
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.api.editors.subscribers import public
+from mailer.bounces import history
 from mailer.models import Subscriber, SubscriptionStatus
 from mailer.schemas import ChainVerification
 from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
@@ -171,7 +172,8 @@ def _verification(session: Session, subscriber: Subscriber) -> ChainVerification
 def subscriber_page(
     subscriber_id: int, request: Request, current: SignedInDep, session: SessionDep
 ) -> Response:
-    """Address, lists, suppression, and the consent history oldest first, verified."""
+    """Address, lists, suppression, the latest bounces and complaints, and the consent
+    history oldest first, verified."""
     subscriber = _subscriber(session, subscriber_id)
     return render(
         request,
@@ -183,6 +185,7 @@ def subscriber_page(
         erased_at=subscriber.erased_at,
         topics=directory.topics_by_list(session, subscriber_id),
         chain=_verification(session, subscriber),
+        bounces=history.recent(session, subscriber_id=subscriber_id, limit=50),
     )
 
 
