@@ -169,7 +169,10 @@ class Sender:
                 if retry_at > item.created_at + max_age:
                     retry_at = None
                     reply = f"{reply} (given up: queued over {self.settings.max_age_hours:g} h ago)"
-            if exc.code is not None and not exc.asks_to_slow_down:
+            # Only a final refusal counts as a bounce: with a new VERP sender per message,
+            # greylisting defers every first try, and those deferrals say nothing about
+            # the reader. Connection failures and slow-down answers are about the relay.
+            if retry_at is None and exc.code is not None and not exc.asks_to_slow_down:
                 refusals.append(
                     handling.Report(
                         source="smtp",
