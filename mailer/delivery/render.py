@@ -7,6 +7,7 @@ in per message by `fill`, a plain string replacement.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,16 +82,48 @@ class RenderedMail:
 
 
 MAX_BUILT_SIZE = 100_000
-"""The longest string or list an editor's template may build with `*` (and `**` is kept
-to exponents up to 64 and results up to 4096 bits), so a template cannot make the server
-build huge values."""
+"""The longest string or list an editor's template may build: by `*`, by a width or count
+given to a filter or string method (`center`, `indent`, `slice`, `ljust`, ...), or by a
+width in a format (`'%9999999s' % x`, `'{:>9999999}'.format(x)`); and `**` is kept to
+exponents up to 64 and results up to 4096 bits. So a template cannot make the server build
+huge values."""
+
+SIZED_FILTERS = frozenset({"center", "indent", "slice", "batch", "wordwrap", "truncate"})
+"""Filters whose number arguments are widths or counts of what they build."""
+SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+"""String methods whose number arguments are widths."""
+PERCENT_WIDTHS = re.compile(r"%[#0 +-]*(\d*)(?:\.(\d*))?")
+FORMAT_WIDTHS = re.compile(r"\{[^{}]*:([^{}]*)\}")
+PERCENT_STAR = re.compile(r"%[#0 +-]*\*|%[#0 +-]*\d*\.\*")
+NESTED_WIDTH = re.compile(r"\{[^{}]*:[^{}]*\{")
+
+
+def _check_sizes(values: Any) -> None:
+    """SecurityError when a number among `values` is past MAX_BUILT_SIZE."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_BUILT_SIZE:
+            raise SecurityError("a width or count in the template is too large")
+
+
+def _check_format_widths(pattern: str, text: str) -> None:
+    for spec in re.findall(pattern, text):
+        parts = spec if isinstance(spec, tuple) else (spec,)
+        numbers = [int(n) for part in parts for n in re.findall(r"\d+", part)]
+        _check_sizes(numbers)
 
 
 class EditorSandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with `*` and `**` checked before they run (and so never
-    folded at compile time)."""
+    """Jinja2's immutable sandbox, with what could build huge values checked before it
+    runs: `*`, `**` and `%` (never folded at compile time), sized filters, string methods
+    and format widths."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SIZED_FILTERS & set(self.filters):
+            self.filters[name] = _checked(self.filters[name])
+        self.filters["format"] = _checked_format(self.filters["format"])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -103,7 +136,66 @@ class EditorSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError("the exponent is too large")
             if isinstance(left, int) and left.bit_length() * right > 4096:
                 raise SecurityError("the value would be too large")
+        if operator == "%" and isinstance(left, str):
+            _check_percent_format(left, right if isinstance(right, tuple) else (right,))
         return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, str) and getattr(obj, "__name__", "") in SIZED_METHODS:
+            _check_sizes([*args, *kwargs.values()])
+        return super().call(context, obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """`str.format` and `format_map`, with the widths in the format checked; a width
+        taken from the arguments (`{0:{1}}`) has the arguments checked too."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = value.__self__
+        _check_format_widths(FORMAT_WIDTHS.pattern, text)
+        if not NESTED_WIDTH.search(text):
+            return wrapped
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            mappings = [arg for arg in args if isinstance(arg, dict)]
+            values = [value for mapping in mappings for value in mapping.values()]
+            _check_sizes([*args, *kwargs.values(), *values])
+            return str(wrapped(*args, **kwargs))
+
+        return checked
+
+
+def _check_percent_format(text: str, values: tuple[Any, ...]) -> None:
+    """The widths in a %-format, and its arguments when a width is one of them (`%*d`)."""
+    _check_format_widths(PERCENT_WIDTHS.pattern, text)
+    if PERCENT_STAR.search(text):
+        _check_sizes(values)
+
+
+def _checked_format(function: Any) -> Any:
+    """The `format` filter (`"%s"|format(x)`), with its format checked like `%`."""
+
+    @functools.wraps(function)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            _check_percent_format(value, args)
+        return function(value, *args, **kwargs)
+
+    return checked
+
+
+def _checked(function: Any) -> Any:
+    """The filter, refusing number arguments past MAX_BUILT_SIZE (its first argument, the
+    value filtered, is not checked)."""
+
+    @functools.wraps(function)
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        skip = 2 if getattr(function, "jinja_pass_arg", None) is not None else 1
+        _check_sizes([*args[skip:], *kwargs.values()])
+        return function(*args, **kwargs)
+
+    return sized
 
 
 class MailRenderer:
