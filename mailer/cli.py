@@ -119,7 +119,8 @@ def serve(
 
 @app.command()
 def worker(config_path: ConfigOption = None) -> None:
-    """Run only the sender: deliver the outbox and the webhooks until stopped."""
+    """Run only the senders: deliver the outbox and the webhooks (and poll the bounce
+    mailbox when one is set) until stopped."""
 
     settings = _settings(config_path)
     _engine(settings, migrate_sqlite=True).dispose()
@@ -130,7 +131,7 @@ def worker(config_path: ConfigOption = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await asyncio.gather(services.sender.run_forever(stop), services.webhooks.run_forever(stop))
+        await asyncio.gather(*services.delivery_loops(stop))
 
     asyncio.run(run())
 

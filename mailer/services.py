@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
-from mailer import config, db
+from mailer import config, db, mailboxes
+from mailer.bounces.intake import Intake
+from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
 from mailer.delivery.compose import Composer
 from mailer.delivery.render import MailRenderer
@@ -33,6 +38,23 @@ class Services:
     address_limiter: SlidingWindowLimiter
     login_limiter: SlidingWindowLimiter
     """Failed sign-ins to /admin/, keyed by client IP and by address."""
+
+    def delivery_loops(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """What a process that delivers runs until `stop` (`mailer worker`, and `mailer
+        serve` unless --no-worker): the sender, the webhook sender, and the bounce mailbox
+        poller when one is set."""
+        loops = [self.sender.run_forever(stop), self.webhooks.run_forever(stop)]
+        bounces = self.settings.bounces
+        if bounces.imap_host:
+            intake = Intake(
+                self.engine,
+                self.signer,
+                bounces,
+                self.clock,
+                mailboxes.unsubscribe_mailbox(self.settings),
+            )
+            loops.append(MailboxPoller(intake, bounces).run_forever(stop))
+        return loops
 
 
 def build(

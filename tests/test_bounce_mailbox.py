@@ -9,6 +9,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -273,3 +274,41 @@ def test_mailer_serve_polls_the_mailbox_when_one_is_set(
     while dovecot.remaining():
         assert time.monotonic() < deadline, "the message stayed in the mailbox"
         time.sleep(0.1)
+
+
+def test_mailer_worker_polls_the_mailbox_too(
+    services: Services, dovecot: Dovecot, database_url: str, tmp_path: Path
+) -> None:
+    verp = services.sender.composer.return_path(reader_with_message(services))
+    dovecot.append(sample("postfix-5.1.1-user-unknown.eml", verp))
+    env = operator_env(
+        MAILER_DATABASE__URL=database_url,
+        MAILER_SECRET_KEY=SECRET,
+        MAILER_MAIL__FROM_ADDRESS="news@example.org",
+        MAILER_BOUNCES__IMAP_HOST="127.0.0.1",
+        MAILER_BOUNCES__IMAP_PORT=str(dovecot.port),
+        MAILER_BOUNCES__IMAP_SECURITY="none",
+        MAILER_BOUNCES__IMAP_USERNAME=USER,
+        MAILER_BOUNCES__IMAP_PASSWORD=PASSWORD,
+        MAILER_BOUNCES__IMAP_INTERVAL_SECONDS="0.5",
+    )
+    worker = subprocess.Popen(
+        [*MAILER, "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while reader_state(services)[0] is None:
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "the worker did not read the mailbox"
+            time.sleep(0.2)
+        assert reader_state(services)[0] == "hard-bounce"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, errors = worker.communicate(timeout=30)
+    assert worker.returncode == 0, errors
+    assert "Traceback" not in errors

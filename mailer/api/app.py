@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
-from mailer import __version__, mailboxes
+from mailer import __version__
 from mailer.api import archive, errors, public, responses, webhooks_in
 from mailer.api.deps import row_ids_in_range
 from mailer.api.editors import (
@@ -25,8 +25,6 @@ from mailer.api.editors import (
     subscribers,
     webhooks,
 )
-from mailer.bounces.intake import Intake
-from mailer.bounces.mailbox import MailboxPoller
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
 from mailer.web import admin
@@ -46,35 +44,20 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        sender_task = None
         scheduler = make_scheduler(services) if run_scheduler else None
         if scheduler is not None:
             scheduler.start()
-        webhooks_task = None
-        mailbox_task = None
-        if run_sender:
-            sender_task = asyncio.create_task(services.sender.run_forever(stop))
-            webhooks_task = asyncio.create_task(services.webhooks.run_forever(stop))
-        if run_sender and services.settings.bounces.imap_host:
-            bounces = services.settings.bounces
-            intake = Intake(
-                services.engine,
-                services.signer,
-                bounces,
-                services.clock,
-                mailboxes.unsubscribe_mailbox(services.settings),
-            )
-            mailbox_task = asyncio.create_task(MailboxPoller(intake, bounces).run_forever(stop))
+        loops = (
+            [asyncio.create_task(loop) for loop in services.delivery_loops(stop)]
+            if run_sender
+            else []
+        )
         try:
             yield
         finally:
             stop.set()
-            if sender_task is not None:
-                await sender_task
-            if webhooks_task is not None:
-                await webhooks_task
-            if mailbox_task is not None:
-                await mailbox_task
+            for task in loops:
+                await task
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
 
