@@ -16,6 +16,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from mailer.subscriptions.errors import InvalidInput, NotFound
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -142,6 +143,48 @@ def retry(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
     delivery.next_attempt_at = now
     delivery.lease_until = None
     session.add(delivery)
+
+
+def retry_failed(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
+    """As `retry`, for a delivery that has failed; InvalidInput (a 422) for any other."""
+    if delivery.status != FAILED:
+        raise InvalidInput("delivery", f"is {delivery.status}, only a failed one can be retried")
+    retry(session, delivery, now)
+    session.flush()
+
+
+def get_delivery(session: Session, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
+    """One delivery of the endpoint; NotFound for an unknown id or another endpoint's."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint_id:
+        raise NotFound("webhook delivery")
+    return delivery
+
+
+def attempts_of(session: Session, delivery_ids: list[int]) -> dict[int, list[WebhookAttempt]]:
+    """Each delivery's tries, oldest first."""
+    found: dict[int, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    rows = session.exec(
+        select(WebhookAttempt)
+        .where(col(WebhookAttempt.delivery_id).in_(delivery_ids))
+        .order_by(col(WebhookAttempt.at), col(WebhookAttempt.id))
+    )
+    for attempt in rows:
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def recent_deliveries(
+    session: Session, endpoint_id: int, *, status: str | None = None, limit: int = 50
+) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+    """The endpoint's deliveries newest first, each with its tries (oldest first)."""
+    statement = select(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint_id)
+    if status is not None:
+        statement = statement.where(col(WebhookDelivery.status) == status)
+    newest_first = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
+    deliveries = list(session.exec(statement.order_by(*newest_first).limit(limit)))
+    attempts = attempts_of(session, [d.id for d in deliveries if d.id is not None])
+    return [(delivery, attempts.get(delivery.id or 0, [])) for delivery in deliveries]
 
 
 def counts_by_endpoint(session: Session) -> dict[int, dict[str, int]]:

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from mailer.schemas import Strict
-from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.webhooks import endpoints, events, queue
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -104,25 +103,6 @@ def delivery_public(
     )
 
 
-def _delivery(session: Session, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
-    delivery = session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.endpoint_id != endpoint_id:
-        raise NotFound("webhook delivery")
-    return delivery
-
-
-def _attempts(session: Session, delivery_ids: list[int]) -> dict[int, list[WebhookAttempt]]:
-    found: dict[int, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
-    rows = session.exec(
-        select(WebhookAttempt)
-        .where(col(WebhookAttempt.delivery_id).in_(delivery_ids))
-        .order_by(col(WebhookAttempt.at), col(WebhookAttempt.id))
-    )
-    for attempt in rows:
-        found[attempt.delivery_id].append(attempt)
-    return found
-
-
 @router.post("", status_code=201, response_model=WebhookCreated)
 def create_webhook(
     body: WebhookCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
@@ -191,13 +171,8 @@ def list_deliveries(
 ) -> list[WebhookDeliveryPublic]:
     """The endpoint's deliveries, newest first, each with its attempts (oldest first)."""
     endpoints.get(session, webhook_id)
-    statement = select(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == webhook_id)
-    if status is not None:
-        statement = statement.where(col(WebhookDelivery.status) == status)
-    newest_first = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
-    deliveries = list(session.exec(statement.order_by(*newest_first).limit(limit)))
-    attempts = _attempts(session, [d.id for d in deliveries if d.id is not None])
-    return [delivery_public(d, attempts.get(d.id or 0, [])) for d in deliveries]
+    found = queue.recent_deliveries(session, webhook_id, status=status, limit=limit)
+    return [delivery_public(delivery, attempts) for delivery, attempts in found]
 
 
 @router.post("/{webhook_id}/deliveries/{delivery_id}/retry", response_model=WebhookDeliveryPublic)
@@ -209,12 +184,9 @@ def retry_delivery(
     _editor: EditorDep,
 ) -> WebhookDeliveryPublic:
     """Send a failed delivery again, now; 422 for one that has not failed."""
-    delivery = _delivery(session, webhook_id, delivery_id)
-    if delivery.status != queue.FAILED:
-        raise InvalidInput("delivery", f"is {delivery.status}, only a failed one can be retried")
-    queue.retry(session, delivery, services.clock.now())
-    session.flush()
-    return delivery_public(delivery, _attempts(session, [delivery_id])[delivery_id])
+    delivery = queue.get_delivery(session, webhook_id, delivery_id)
+    queue.retry_failed(session, delivery, services.clock.now())
+    return delivery_public(delivery, queue.attempts_of(session, [delivery_id])[delivery_id])
 
 
 @router.post("/{webhook_id}/test", status_code=202, response_model=WebhookDeliveryPublic)
