@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from mailer.web.admin import (
     articles,
+    bounces,
     dashboard,
     digests,
     forms,
@@ -13,8 +14,20 @@ from mailer.web.admin import (
     signin,
     subscribers,
     users,
+    webhooks,
 )
 
 router = APIRouter(include_in_schema=False)
-for section in (signin, dashboard, subscribers, articles, digests, sends, forms, users):
+for section in (
+    signin,
+    dashboard,
+    subscribers,
+    articles,
+    digests,
+    sends,
+    forms,
+    webhooks,
+    bounces,
+    users,
+):
     router.include_router(section.router)

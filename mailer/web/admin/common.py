@@ -35,6 +35,8 @@ NOTICES = {
     "revoked": "Revoked.",
     "disabled": "The account is disabled and signed out everywhere.",
     "polled": "The feed was polled: the result is in its row below.",
+    "test-queued": "A test event (ping) is queued: it shows below once it has been tried.",
+    "retried": "The delivery is queued again and will be tried shortly.",
 }
 
 
