@@ -251,3 +251,12 @@ def test_not_signed_in_is_sent_to_the_sign_in_page(client: TestClient) -> None:
     for path in (HOME, f"{HOME}/1", f"{HOME}/1/delete"):
         answer = client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == "/admin/", path
+
+
+def test_an_id_no_row_can_have_is_not_found(signed_in: TestClient, services: Services) -> None:
+    past_64_bits = "9223372036854775808"
+    assert signed_in.get(f"{HOME}/{past_64_bits}").status_code == 404
+    assert signed_in.get(f"{HOME}/{past_64_bits}/delete").status_code == 404
+    retry = f"{HOME}/1/deliveries/{past_64_bits}/retry"
+    assert signed_in.post(retry, data={"csrf": csrf(signed_in)}).status_code == 404
+    assert signed_in.get("/admin/sends/99999999999999999999").status_code == 404

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from mailer.api.deps import row_ids_in_range
 from mailer.web.admin import (
     articles,
     bounces,
@@ -17,7 +18,8 @@ from mailer.web.admin import (
     webhooks,
 )
 
-router = APIRouter(include_in_schema=False)
+# An id in a path past 64 bits is a 404 before any query (the drivers fail on it).
+router = APIRouter(include_in_schema=False, dependencies=[Depends(row_ids_in_range)])
 for section in (
     signin,
     dashboard,
