@@ -146,6 +146,20 @@ def ping(engine: Engine) -> bool:
         return False
 
 
+def insert_many_unless_present(
+    session: Session, model: Any, unique_column: str, rows: list[dict[str, Any]]
+) -> None:
+    """Side effect: the rows of `model` in one statement, leaving out those whose
+    `unique_column` exists already (or is inserted concurrently: no IntegrityError)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(model).values(rows).on_conflict_do_nothing(index_elements=[unique_column])
+    )
+
+
 def insert_unless_present(session: Session, model: Any, unique_column: str, **values: Any) -> None:
     """Side effect: a row of `model` with `values`, unless one with the same `unique_column`
     exists (also when a concurrent transaction inserts it first: no IntegrityError)."""

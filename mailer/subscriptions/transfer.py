@@ -10,9 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
-from sqlmodel import col
+from sqlmodel import col, select
 
-from mailer.db import session_scope
+from mailer.db import insert_many_unless_present, session_scope
 from mailer.models import (
     ConsentAction,
     MailingList,
@@ -25,7 +25,6 @@ from mailer.subscriptions import ledger, suppression
 from mailer.subscriptions.addresses import check_header_safe, normalize_email
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import InvalidInput
-from mailer.subscriptions.signup import get_or_create_subscriber, subscriptions_by_list
 from mailer.webhooks import events
 
 IMPORT_BATCH = 500
@@ -99,43 +98,90 @@ def _import_batch(
     now: datetime,
     report: ImportReport,
 ) -> None:
+    """One transaction for the batch: the new addresses inserted in one statement, the
+    subscribers (locked, in id order) and their subscriptions read in one query each, the
+    rows' changes and consent events written together when the transaction commits."""
     context = ledger.ConsentContext(consent_text=f"imported from {source}")
     with session_scope(engine) as session:
         mailing_list = list_by_slug(session, list_slug)
         assert mailing_list.id is not None
         suppressed = suppression.reasons_by_address(session, [email for _, email, _ in batch])
-        for line, email, name in batch:
-            if email in suppressed:
-                report.skipped.append((line, f"suppressed ({suppressed[email]}); not added"))
-                continue
-            subscriber = get_or_create_subscriber(session, email, name, now)
-            assert subscriber.id is not None
-            existing = subscriptions_by_list(session, subscriber.id).get(mailing_list.id)
-            if existing is not None and existing.status == SubscriptionStatus.confirmed:
-                report.already_confirmed += 1
-                continue
-            if existing is not None and existing.status == SubscriptionStatus.unsubscribed:
-                report.skipped.append((line, "unsubscribed earlier; not re-added"))
-                continue
-            if existing is None:
-                existing = Subscription(
-                    subscriber_id=subscriber.id,
-                    list_id=mailing_list.id,
-                    created_at=now,
-                    updated_at=now,
-                )
-            existing.status = SubscriptionStatus.confirmed
-            existing.confirmed_at = now
-            existing.updated_at = now
-            session.add(existing)
-            if name and not subscriber.name:
-                subscriber.name = name
-            ledger.append(session, subscriber, ConsentAction.imported, [list_slug], context, now)
-            data = events.subscriber_data(
-                subscriber, [list_slug], now, status=SubscriptionStatus.confirmed, source="import"
+        wanted = [(line, email, name) for line, email, name in batch if email not in suppressed]
+        insert_many_unless_present(
+            session,
+            Subscriber,
+            "email",
+            [
+                {
+                    "email": email,
+                    "name": name,
+                    "created_at": now,
+                    "chain_head": "",
+                    "chain_length": 0,
+                }
+                for _, email, name in wanted
+            ],
+        )
+        subscribers = {
+            subscriber.email: subscriber
+            for subscriber in session.scalars(
+                select(Subscriber)
+                .where(col(Subscriber.email).in_([email for _, email, _ in wanted]))
+                .order_by(col(Subscriber.id))
+                .with_for_update()
             )
-            events.emit(session, WebhookEvent.subscriber_created, data, now)
-            report.imported += 1
+        }
+        subscriptions = {
+            subscription.subscriber_id: subscription
+            for subscription in session.scalars(
+                select(Subscription).where(
+                    col(Subscription.list_id) == mailing_list.id,
+                    col(Subscription.subscriber_id).in_(
+                        [subscriber.id for subscriber in subscribers.values()]
+                    ),
+                )
+            )
+        }
+        endpoint_ids = events.endpoints_for(session, WebhookEvent.subscriber_created)
+        with session.no_autoflush:
+            for line, email, name in batch:
+                if email in suppressed:
+                    report.skipped.append((line, f"suppressed ({suppressed[email]}); not added"))
+                    continue
+                subscriber = subscribers[email]
+                assert subscriber.id is not None
+                existing = subscriptions.get(subscriber.id)
+                if existing is not None and existing.status == SubscriptionStatus.confirmed:
+                    report.already_confirmed += 1
+                    continue
+                if existing is not None and existing.status == SubscriptionStatus.unsubscribed:
+                    report.skipped.append((line, "unsubscribed earlier; not re-added"))
+                    continue
+                if existing is None:
+                    existing = Subscription(
+                        subscriber_id=subscriber.id,
+                        list_id=mailing_list.id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                existing.status = SubscriptionStatus.confirmed
+                existing.confirmed_at = now
+                existing.updated_at = now
+                session.add(existing)
+                if name and not subscriber.name:
+                    subscriber.name = name
+                ledger.append(
+                    session, subscriber, ConsentAction.imported, [list_slug], context, now
+                )
+                data = events.subscriber_data(
+                    subscriber,
+                    [list_slug],
+                    now,
+                    status=SubscriptionStatus.confirmed,
+                    source="import",
+                )
+                events.emit(session, WebhookEvent.subscriber_created, data, now, endpoint_ids)
+                report.imported += 1
 
 
 EXPORT_COLUMNS = ["email", "name", "list", "status", "subscribed_at", "confirmed_at"]
