@@ -142,7 +142,6 @@ def _import_batch(
                 )
             )
         }
-        endpoint_ids = events.endpoints_for(session, WebhookEvent.subscriber_created)
         with session.no_autoflush:
             for line, email, name in batch:
                 if email in suppressed:
@@ -180,7 +179,7 @@ def _import_batch(
                     status=SubscriptionStatus.confirmed,
                     source="import",
                 )
-                events.emit(session, WebhookEvent.subscriber_created, data, now, endpoint_ids)
+                events.emit(session, WebhookEvent.subscriber_created, data, now)
                 report.imported += 1
 
 

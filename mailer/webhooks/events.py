@@ -89,31 +89,9 @@ def forget_endpoints(session: Session) -> None:
     session.info.pop(_SUBSCRIBED, None)
 
 
-def endpoints_for(session: Session, event: WebhookEvent) -> list[int]:
-    """The ids of the enabled endpoints subscribed to `event` (one query)."""
-    endpoints = session.exec(
-        select(WebhookEndpoint)
-        .where(col(WebhookEndpoint.enabled).is_(True))
-        .order_by(col(WebhookEndpoint.id))
-    ).all()
-    return [
-        endpoint.id
-        for endpoint in endpoints
-        if endpoint.id is not None and str(event) in endpoint.events
-    ]
-
-
-def emit(
-    session: Session,
-    event: WebhookEvent,
-    data: dict[str, Any],
-    now: datetime,
-    endpoint_ids: list[int] | None = None,
-) -> None:
+def emit(session: Session, event: WebhookEvent, data: dict[str, Any], now: datetime) -> None:
     """Side effect: queues `event` for every enabled endpoint subscribed to it, in the
-    session's transaction (nothing is sent if the caller rolls back). A caller emitting
-    many events passes `endpoint_ids` (from `endpoints_for`) to look them up once."""
-    if endpoint_ids is None:
-        endpoint_ids = endpoints_for(session, event)
-    for endpoint_id in endpoint_ids:
-        queue(session, endpoint_id, str(event), data, now)
+    session's transaction (nothing is sent if the caller rolls back)."""
+    for endpoint_id, names in subscribed_endpoints(session):
+        if str(event) in names:
+            queue(session, endpoint_id, str(event), data, now)
