@@ -555,17 +555,6 @@ def _expired_link(pages: Pages) -> Response:
 # ---- unsubscribe and preferences -------------------------------------------------------
 
 
-def _unsubscribe_target(services: Services, token: str) -> tuple[int, int | None]:
-    try:
-        data = services.signer.verify(Purpose.unsubscribe, token)
-    except BadToken as exc:
-        raise NotFound("token") from exc
-    subscriber_id, list_id = data.get("s"), data.get("l")
-    if not isinstance(subscriber_id, int) or not isinstance(list_id, int | None):
-        raise NotFound("token")
-    return subscriber_id, list_id
-
-
 def _preferences_view(
     services: Services, subscriber_id: int, list_id: int | None
 ) -> dict[str, Any]:
@@ -604,7 +593,7 @@ def unsubscribe_page(token: str, request: Request, services: ServicesDep) -> Res
     """One button to leave, and the preference centre; a GET changes nothing."""
     pages = _pages(request)
     try:
-        subscriber_id, list_id = _unsubscribe_target(services, token)
+        subscriber_id, list_id = leaving.unsubscribe_target(services.signer, token)
         view = _preferences_view(services, subscriber_id, list_id)
     except NotFound:
         return _bad_link(pages)
@@ -617,7 +606,7 @@ async def unsubscribe(token: str, request: Request, services: ServicesDep) -> Re
     idempotent. The preference centre posts `action=preferences` with the lists wanted."""
     pages = _pages(request)
     try:
-        subscriber_id, list_id = _unsubscribe_target(services, token)
+        subscriber_id, list_id = leaving.unsubscribe_target(services.signer, token)
         values: dict[str, Any] = {}
         if request.headers.get("content-type"):
             values, _ = await parse_fields(request, services.settings.signup.max_body_bytes)

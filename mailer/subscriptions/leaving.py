@@ -15,13 +15,27 @@ from mailer.models import (
     WebhookEvent,
 )
 from mailer.subscriptions import ledger
+from mailer.subscriptions.errors import NotFound
 from mailer.subscriptions.signup import (
     lock_subscriber,
     revoke_open_confirmations,
     subscriptions_by_list,
 )
+from mailer.tokens import BadToken, Purpose, Signer
 from mailer.webhooks import events
 
+
+def unsubscribe_target(signer: Signer, token: str) -> tuple[int, int | None]:
+    """The subscriber and the list (None: every list) an unsubscribe token names, from a
+    link or a List-Unsubscribe header; NotFound when it is not a valid one."""
+    try:
+        data = signer.verify(Purpose.unsubscribe, token)
+    except BadToken as exc:
+        raise NotFound("token") from exc
+    subscriber_id, list_id = data.get("s"), data.get("l")
+    if not isinstance(subscriber_id, int) or not isinstance(list_id, int | None):
+        raise NotFound("token")
+    return subscriber_id, list_id
 
 def unsubscribe(
     session: Session,

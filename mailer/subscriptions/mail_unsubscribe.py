@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from mailer.subscriptions import leaving, ledger
 from mailer.subscriptions.errors import NotFound
-from mailer.tokens import BadToken, Purpose, Signer
+from mailer.tokens import Signer
 
 TOKEN = re.compile(r"unsubscribe\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", re.IGNORECASE)
 
@@ -42,11 +42,8 @@ def unsubscribe_by_mail(session: Session, raw: bytes, signer: Signer, now: datet
     if token is None:
         return []
     try:
-        data = signer.verify(Purpose.unsubscribe, token)
-    except BadToken:
-        return []
-    subscriber_id, list_id = data.get("s"), data.get("l")
-    if not isinstance(subscriber_id, int) or not isinstance(list_id, int | None):
+        subscriber_id, list_id = leaving.unsubscribe_target(signer, token)
+    except NotFound:
         return []
     context = ledger.ConsentContext(form="mailto", consent_text="unsubscribed by mail")
     try:
