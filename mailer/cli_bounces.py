@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mailer import config, mailboxes
+from mailer import config
 from mailer.bounces.intake import Intake
 from mailer.clitools import ConfigOption, fail, load_settings, open_engine
 
@@ -27,12 +27,8 @@ def _intake(settings: config.Settings) -> Intake:
     from mailer.tokens import Signer
 
     engine = open_engine(settings, migrate_sqlite=True)
-    return Intake(
-        engine,
-        Signer(config.signing_key(settings)),
-        settings.bounces,
-        SystemClock(),
-        mailboxes.unsubscribe_mailbox(settings),
+    return Intake.for_settings(
+        settings, engine, Signer(config.signing_key(settings)), SystemClock()
     )
 
 

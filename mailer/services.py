@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from mailer import config, db, mailboxes
+from mailer import config, db
 from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
@@ -46,13 +46,7 @@ class Services:
         loops = [self.sender.run_forever(stop), self.webhooks.run_forever(stop)]
         bounces = self.settings.bounces
         if bounces.imap_host:
-            intake = Intake(
-                self.engine,
-                self.signer,
-                bounces,
-                self.clock,
-                mailboxes.unsubscribe_mailbox(self.settings),
-            )
+            intake = Intake.for_settings(self.settings, self.engine, self.signer, self.clock)
             loops.append(MailboxPoller(intake, bounces).run_forever(stop))
         return loops
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from mailer import mailboxes
 from mailer.bounces.intake import Intake
 from mailer.bounces.reports import InboundKind, read
 from mailer.db import session_scope
@@ -110,13 +109,7 @@ def sample(name: str, verp: str, recipient: str = READER) -> bytes:
 
 
 def intake_for(services: Services) -> Intake:
-    return Intake(
-        services.engine,
-        services.signer,
-        services.settings.bounces,
-        services.clock,
-        mailboxes.unsubscribe_mailbox(services.settings),
-    )
+    return Intake.for_settings(services.settings, services.engine, services.signer, services.clock)
 
 
 def reader_state(services: Services, email: str = READER) -> tuple[str | None, str, list[str]]:

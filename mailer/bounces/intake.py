@@ -13,10 +13,11 @@ from email.parser import BytesHeaderParser
 
 from sqlalchemy import Engine
 
+from mailer import mailboxes
 from mailer.bounces import reports
 from mailer.bounces.handling import Outcome, handle
 from mailer.clock import Clock
-from mailer.config import BounceSettings
+from mailer.config import BounceSettings, Settings
 from mailer.db import session_scope
 from mailer.subscriptions.mail_unsubscribe import unsubscribe_by_mail
 from mailer.tokens import Signer
@@ -58,6 +59,14 @@ class Intake:
         """The List-Unsubscribe mailbox (mailboxes.unsubscribe_mailbox); "" when mail to
         it does not come this way."""
         self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, engine: Engine, signer: Signer, clock: Clock
+    ) -> Intake:
+        """The intake as the settings have it, mail to the List-Unsubscribe mailbox
+        included."""
+        return cls(engine, signer, settings.bounces, clock, mailboxes.unsubscribe_mailbox(settings))
 
     def take(self, data: bytes, envelope_recipients: Sequence[str] = ()) -> Handled:
         """Read one email and handle its reports; returns once they are committed (a
