@@ -221,12 +221,9 @@ def test_a_wrong_password_is_a_clear_error(services: Services, dovecot: Dovecot)
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])
-def test_mailer_bounces_poll_once_reads_the_mailbox_from_the_command_line(
-    services: Services, dovecot: Dovecot, database_url: str, tmp_path: Path
-) -> None:
-    verp = services.sender.composer.return_path(reader_with_message(services))
-    dovecot.append(sample("yahoo-5.1.1-user-unknown.eml", verp))
-    env = operator_env(
+def mailbox_env(database_url: str, dovecot: Dovecot, **extra: str) -> dict[str, str]:
+    """The environment of a `mailer` command reading the test's mailbox."""
+    return operator_env(
         MAILER_DATABASE__URL=database_url,
         MAILER_SECRET_KEY=SECRET,
         MAILER_MAIL__FROM_ADDRESS="news@example.org",
@@ -235,7 +232,16 @@ def test_mailer_bounces_poll_once_reads_the_mailbox_from_the_command_line(
         MAILER_BOUNCES__IMAP_SECURITY="none",
         MAILER_BOUNCES__IMAP_USERNAME=USER,
         MAILER_BOUNCES__IMAP_PASSWORD=PASSWORD,
+        **extra,
     )
+
+
+def test_mailer_bounces_poll_once_reads_the_mailbox_from_the_command_line(
+    services: Services, dovecot: Dovecot, database_url: str, tmp_path: Path
+) -> None:
+    verp = services.sender.composer.return_path(reader_with_message(services))
+    dovecot.append(sample("yahoo-5.1.1-user-unknown.eml", verp))
+    env = mailbox_env(database_url, dovecot)
     done = subprocess.run(
         [*MAILER, "bounces", "poll", "--once"],
         cwd=tmp_path,
@@ -281,17 +287,7 @@ def test_mailer_worker_polls_the_mailbox_too(
 ) -> None:
     verp = services.sender.composer.return_path(reader_with_message(services))
     dovecot.append(sample("postfix-5.1.1-user-unknown.eml", verp))
-    env = operator_env(
-        MAILER_DATABASE__URL=database_url,
-        MAILER_SECRET_KEY=SECRET,
-        MAILER_MAIL__FROM_ADDRESS="news@example.org",
-        MAILER_BOUNCES__IMAP_HOST="127.0.0.1",
-        MAILER_BOUNCES__IMAP_PORT=str(dovecot.port),
-        MAILER_BOUNCES__IMAP_SECURITY="none",
-        MAILER_BOUNCES__IMAP_USERNAME=USER,
-        MAILER_BOUNCES__IMAP_PASSWORD=PASSWORD,
-        MAILER_BOUNCES__IMAP_INTERVAL_SECONDS="0.5",
-    )
+    env = mailbox_env(database_url, dovecot, MAILER_BOUNCES__IMAP_INTERVAL_SECONDS="0.5")
     worker = subprocess.Popen(
         [*MAILER, "worker"],
         cwd=tmp_path,

@@ -105,8 +105,9 @@ def _check_sizes(values: Any) -> None:
             raise SecurityError("a width or count in the template is too large")
 
 
-def _check_format_widths(pattern: str, text: str) -> None:
-    for spec in re.findall(pattern, text):
+def _check_format_widths(pattern: re.Pattern[str], text: str) -> None:
+    """SecurityError when a width or precision `pattern` finds in `text` is too large."""
+    for spec in pattern.findall(text):
         parts = spec if isinstance(spec, tuple) else (spec,)
         numbers = [int(n) for part in parts for n in re.findall(r"\d+", part)]
         _check_sizes(numbers)
@@ -153,7 +154,7 @@ class EditorSandbox(ImmutableSandboxedEnvironment):
         if wrapped is None:
             return None
         text = value.__self__
-        _check_format_widths(FORMAT_WIDTHS.pattern, text)
+        _check_format_widths(FORMAT_WIDTHS, text)
         if not NESTED_WIDTH.search(text):
             return wrapped
 
@@ -168,7 +169,7 @@ class EditorSandbox(ImmutableSandboxedEnvironment):
 
 def _check_percent_format(text: str, values: tuple[Any, ...]) -> None:
     """The widths in a %-format, and its arguments when a width is one of them (`%*d`)."""
-    _check_format_widths(PERCENT_WIDTHS.pattern, text)
+    _check_format_widths(PERCENT_WIDTHS, text)
     if PERCENT_STAR.search(text):
         _check_sizes(values)
 
