@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -39,6 +40,8 @@ from mailer.services import Services, build
 pytest_plugins = ["tests.admin", "tests.browser"]
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+"""Where the test clock starts: a Tuesday, so a weekday schedule advanced a day stays on a weekday."""
 SECRET = "test-secret-key-that-is-long-enough-for-production-0123456789"
 
 
@@ -273,7 +276,9 @@ def settings(
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock()
+    """A clock frozen on a fixed Tuesday morning, so tests that advance it by days never
+    depend on the weekday they run on."""
+    return FrozenClock(TEST_START)
 
 
 @pytest.fixture
