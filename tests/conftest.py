@@ -41,7 +41,8 @@ pytest_plugins = ["tests.admin", "tests.browser"]
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
-"""Where the test clock starts: a Tuesday, so a weekday schedule advanced a day stays on a weekday."""
+"""Where the test clock starts: a Tuesday, so a weekday schedule advanced by a day stays on
+a weekday whatever day the suite runs."""
 SECRET = "test-secret-key-that-is-long-enough-for-production-0123456789"
 
 
