@@ -280,6 +280,11 @@ class DigestSettings(Section):
     """How often the scheduler looks for due digests."""
 
 
+class FeedSettings(Section):
+    check_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often the scheduler looks for feeds due a poll (each feed has its own interval)."""
+
+
 class Settings(BaseSettings):
     """Everything mailer can be told; see config.example.toml for each key."""
 
@@ -302,6 +307,7 @@ class Settings(BaseSettings):
     signup: SignupSettings = Field(default_factory=SignupSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
+    feeds: FeedSettings = Field(default_factory=FeedSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)

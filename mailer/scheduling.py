@@ -1,4 +1,4 @@
-"""APScheduler wiring and cron arithmetic: due digests, purges. State lives in the database.
+"""APScheduler wiring and cron arithmetic: due digests, feed polls, purges; state in the DB.
 
 APScheduler only ticks: which digest is due is the `next_run_at` column, and a run is
 claimed by inserting its send (unique per digest and due time), so any number of
@@ -8,6 +8,8 @@ processes may tick against one database and each run is sent once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 
 from mailer import accounts
+from mailer.config import Settings
 from mailer.content import feeds
 from mailer.db import session_scope
 from mailer.delivery import sends
@@ -25,6 +28,8 @@ from mailer.subscriptions.erasure import purge_unconfirmed
 from mailer.webhooks import retention
 
 log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 15 * 60
 
 
 class BadSchedule(ValueError):
@@ -218,25 +223,39 @@ def purge_job(services: Services) -> int:
     return purged
 
 
+@dataclass(frozen=True)
+class Job:
+    """One periodic job of a running scheduler: `run(services)` every `every_seconds`."""
+
+    id: str
+    run: Callable[[Services], object]
+    every_seconds: float
+    at_start: bool
+    """Run once as soon as the scheduler starts, not only after the first interval."""
+
+
+def jobs(settings: Settings) -> list[Job]:
+    """Every job a scheduler runs (`mailer serve`, unless a test leaves it out)."""
+    return [
+        Job("digests", run_due_digests, settings.digests.check_interval_seconds, True),
+        Job("feeds", poll_due_feeds, settings.feeds.check_interval_seconds, True),
+        Job("purge", purge_job, PURGE_INTERVAL_SECONDS, False),
+    ]
+
+
 def make_scheduler(services: Services) -> AsyncIOScheduler:
+    """An APScheduler with every job of `jobs`. Plain functions run in the event loop's
+    thread pool, so a slow feed or a long purge never holds up HTTP requests."""
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        purge_job,
-        "interval",
-        minutes=15,
-        args=[services],
-        id="purge",
-        coalesce=True,
-        max_instances=1,
-    )
-    scheduler.add_job(
-        run_due_digests,
-        "interval",
-        seconds=services.settings.digests.check_interval_seconds,
-        args=[services],
-        id="digests",
-        coalesce=True,
-        max_instances=1,
-        next_run_time=datetime.now(UTC),
-    )
+    for job in jobs(services.settings):
+        scheduler.add_job(
+            job.run,
+            "interval",
+            seconds=job.every_seconds,
+            args=[services],
+            id=job.id,
+            coalesce=True,
+            max_instances=1,
+            **({"next_run_time": datetime.now(UTC)} if job.at_start else {}),
+        )
     return scheduler

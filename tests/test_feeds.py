@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from mailer.api.app import create_app
 from mailer.clock import FrozenClock
 from mailer.models import Article
 from mailer.scheduling import poll_due_feeds
@@ -185,3 +187,21 @@ def test_feeds_need_an_http_url_and_are_unique(editor: TestClient) -> None:
         == 409
     )
     assert editor.post("/api/v1/feeds/999/poll").status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"feeds": {"check_interval_seconds": 0.05}}])
+def test_a_running_server_polls_a_due_feed_by_itself(
+    editor: TestClient, services: Services, feed_server: FeedServer
+) -> None:
+    feed_server.pages["/rss"] = (200, RSS.format(second_title="Flu season"))
+    add_feed(editor, feed_server.base + "/rss")
+    assert count_rows(services, Article) == 0
+    with TestClient(create_app(services, run_sender=False)):
+        deadline = time.monotonic() + 10
+        while count_rows(services, Article) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert set(articles(editor)) == {
+        "https://news.example.com/world/talks",
+        "https://news.example.com/health/flu",
+    }
+

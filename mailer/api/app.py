@@ -45,6 +45,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         scheduler = make_scheduler(services) if run_scheduler else None
+        _app.state.scheduler = scheduler
         if scheduler is not None:
             scheduler.start()
         loops = (
