@@ -355,6 +355,22 @@ def test_two_schedulers_on_one_database_send_a_due_digest_once(
     assert sorted(m["To"] for m in digests_received(smtp)) == sorted(READERS)
 
 
+def test_two_sends_of_a_digest_at_the_same_instant_start_one_and_refuse_the_other(
+    editor: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    digest = morning_brief(editor)
+    article(editor, clock, 1, ["world"])
+    first = send_now(editor, digest["id"])
+    second = editor.post(f"/api/v1/digests/{digest['id']}/send")
+    assert second.status_code == 409, second.text
+    assert "already started" in second.json()["detail"]
+    assert count_rows(services, Send) == 1
+    assert editor.get(f"/api/v1/sends/{first['id']}").status_code == 200
+    clock.advance(seconds=1)
+    article(editor, clock, 2, ["world"])
+    assert editor.post(f"/api/v1/digests/{digest['id']}/send").status_code == 202
+
+
 def test_sends_and_digests_need_a_key_and_exist(client: TestClient, editor: TestClient) -> None:
     assert editor.get("/api/v1/sends/999").status_code == 404
     assert editor.post("/api/v1/digests/999/send").status_code == 404

@@ -38,7 +38,7 @@ from mailer.models import (
     Suppression,
     WebhookEvent,
 )
-from mailer.subscriptions.errors import NotFound
+from mailer.subscriptions.errors import Conflict, NotFound
 from mailer.webhooks import events
 
 ANALYZE_AFTER = 10_000
@@ -48,8 +48,9 @@ ANALYZE_AFTER = 10_000
 NO_ARTICLES = "no new articles since the previous send"
 
 
-class AlreadyStarted(Exception):
-    """Another process started this digest's run already."""
+class AlreadyStarted(Conflict):
+    """Another request or process started this digest's run already (a 409 wherever it
+    reaches the API)."""
 
 
 class NothingNew(Exception):
@@ -183,7 +184,9 @@ def start_send(
             session.add(send)
             session.flush()
     except IntegrityError as exc:
-        raise AlreadyStarted(f"digest {digest.id} run {scheduled_for}") from exc
+        raise AlreadyStarted(
+            f"a send of this digest for {scheduled_for:%Y-%m-%d %H:%M:%S} UTC has already started"
+        ) from exc
     assert send.id is not None
 
     articles = select_articles(session, digest, window_start, window_end)
