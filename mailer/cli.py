@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy import Engine
 
-from mailer import db
+from mailer import db, files
 from mailer.cli_bounces import bounces_app
 from mailer.cli_dkim import dkim_app
 from mailer.cli_webhooks import webhooks_app
@@ -262,7 +262,11 @@ def subscribers_export(
 
     settings = _settings(config_path)
     engine = _engine(settings, migrate_sqlite=True)
-    handle = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    # A file of readers' addresses: readable by this user only, like the database.
+    try:
+        handle = files.open_private(output) if output else sys.stdout
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
     try:
         handle.write(transfer.csv_line(transfer.EXPORT_COLUMNS))
         for row in transfer.export_rows(engine, list_slug):

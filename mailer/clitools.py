@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import Engine
 
-from mailer import config, db, logs
+from mailer import config, db, files, logs
 
 if TYPE_CHECKING:
     from mailer.services import Services
@@ -38,6 +38,7 @@ def load_settings(config_path: Path | None) -> config.Settings:
 
 
 def open_engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
+    files.close_data_to_others(settings)
     engine = db.make_engine(settings)
     if not db.ping(engine):
         raise fail(f"cannot reach the database at {engine.url.render_as_string()}")

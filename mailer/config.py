@@ -6,6 +6,7 @@ mailer receives the settings it needs as an argument.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -20,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from mailer import files
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +267,33 @@ class WebhookSettings(Section):
     """The first retry waits this long; each later one twice as long as the one before."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     allow_http: bool = False
-    """Accept http:// endpoint URLs (for a development machine); https:// otherwise."""
+    """Accept http:// endpoint URLs (for a development machine); https:// otherwise. Where
+    requests may go at all is [network] allowed_private_networks."""
     ca_file: str = ""
     """A PEM file of certificates to trust for endpoints besides the public CAs (a
     publisher's own CA); empty: public CAs only."""
     keep_days: float = Field(default=30.0, gt=0)
     """Deliveries made or given up on are deleted, with their tries, this long after they
     were queued (their payloads hold readers' addresses)."""
+
+
+class NetworkSettings(Section):
+    """Where outbound requests (feeds, webhooks, provider certificates) may go."""
+
+    allowed_private_networks: list[str] = Field(default_factory=list)
+    """CIDRs of private addresses requests may still reach (a newsroom's own CMS, e.g.
+    ["10.0.0.0/8"]); every other loopback, private, link-local, CGNAT, unique-local,
+    multicast or unspecified address is refused."""
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip())
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a network in CIDR form ({exc})") from exc
+        return [cidr.strip() for cidr in value]
 
 
 class DigestSettings(Section):
@@ -313,6 +336,7 @@ class Settings(BaseSettings):
     dkim: DkimSettings = Field(default_factory=DkimSettings)
     bounces: BounceSettings = Field(default_factory=BounceSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
 
     @field_validator("public_url")
     @classmethod
@@ -375,12 +399,16 @@ def signing_key(settings: Settings) -> bytes:
         )
     key_file = settings.data_dir / "secret.key"
     if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_urlsafe(48))
-        key_file.chmod(0o600)
-        log.warning(
-            "generated a development signing key in %s; set secret_key in production", key_file
-        )
+        files.private_directory(settings.data_dir)
+        try:
+            files.write_private(key_file, secrets.token_urlsafe(48).encode())
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+        else:
+            log.warning(
+                "generated a development signing key in %s; set secret_key in production",
+                key_file,
+            )
     return key_file.read_text().strip().encode()
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from mailer import files
 from mailer.config import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -41,7 +42,10 @@ def make_engine(settings: Settings) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         db_path = make_url(url).database
         if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it: SQLite gives its -wal, -shm and -journal
+            # files the database file's mode, so they are private too.
+            files.private_directory(Path(db_path).parent)
+            files.create_private_file(Path(db_path))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_size"] = settings.database.pool_size

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from mailer import config, db
+from mailer import config, db, files
 from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
@@ -56,6 +56,7 @@ def build(
 ) -> Services:
     """Wire everything from settings; `clock` and `transport` may be swapped (tests)."""
     config.check_production(settings)
+    files.close_data_to_others(settings)
     clock = clock or SystemClock()
     engine = db.make_engine(settings)
     signer = Signer(config.signing_key(settings))

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from mailer import files
 from mailer.config import RelaySettings, SmtpSettings
 
 ENHANCED_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\b")
@@ -60,15 +61,16 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        files.private_directory(path)
         for sub in ("tmp", "new", "cur"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            files.private_directory(path / sub)
         self._counter = 0
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
         self._counter += 1
         name = f"{time.time_ns()}.{os.getpid()}_{self._counter}.{socket.gethostname()}.eml"
         tmp = self.path / "tmp" / name
-        tmp.write_bytes(b"Return-Path: <" + sender.encode() + b">\r\n" + message)
+        files.write_private(tmp, b"Return-Path: <" + sender.encode() + b">\r\n" + message)
         tmp.rename(self.path / "new" / name)
         return f"250 written to {self.path / 'new' / name}"
 
