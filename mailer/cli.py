@@ -23,6 +23,7 @@ from mailer.clitools import ConfigOption, build_services, fail
 from mailer.clitools import load_settings as _settings
 from mailer.clitools import open_engine as _engine
 from mailer.clock import SystemClock
+from mailer.listening import CannotListen, listening_socket
 from mailer.models import UserRole
 
 app = typer.Typer(
@@ -86,6 +87,10 @@ def serve(
     """Run the HTTP API, the scheduler and (unless --no-worker) the sender and webhooks."""
     from mailer.api.app import create_app
 
+    try:
+        sock = listening_socket(host, port)  # first: a port in use must stop everything
+    except CannotListen as exc:
+        raise fail(str(exc)) from exc
     settings = _settings(config_path)
     if "public_url" not in settings.model_fields_set:
         # Links in mail must reach this server even when it listens on another port.
@@ -107,14 +112,19 @@ def serve(
         log.info("mail: %s", services.transport.describe())
     web = create_app(services, run_sender=not no_worker)
     # No access log: confirm and unsubscribe paths carry tokens.
-    uvicorn.run(
-        web,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        access_log=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            web,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+            access_log=False,
+        )
     )
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(code=3)  # the app did not start: uvicorn has said why
 
 
 @app.command()

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -395,6 +396,28 @@ def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM)
             process.wait()
             raise
     return int(process.returncode)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])  # noqa: S104 (a bind, not a peer)
+def test_a_second_serve_on_a_port_in_use_stops_before_starting_anything(
+    no_config_dir: Path, host: str
+) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind((host, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = mailer("serve", "--host", host, "--port", str(port), cwd=no_config_dir)
+    assert_clear_refusal(result, f"port {port}", "in use")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Scheduler started" not in result.stdout + result.stderr
+    assert not (no_config_dir / "var").exists(), "no database created, nothing migrated"
+
+
+def test_serve_on_a_port_that_is_not_a_port_is_a_clear_error(no_config_dir: Path) -> None:
+    result = mailer("serve", "--port", "70000", cwd=no_config_dir)
+    assert_clear_refusal(result, "70000")
+    assert not (no_config_dir / "var").exists()
 
 
 def test_serve_with_no_config_at_all_takes_a_signup_and_writes_the_mail_to_var_outbox(
