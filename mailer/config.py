@@ -26,7 +26,8 @@ from mailer import files
 
 log = logging.getLogger(__name__)
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "emails"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "delivery" / "templates"
+"""The built-in email templates, shipped inside the package (templates/emails/ points here)."""
 MIN_SECRET_LENGTH = 32
 
 
@@ -365,7 +366,7 @@ class Settings(BaseSettings):
     @property
     def email_template_dirs(self) -> list[Path]:
         dirs = [Path(self.mail.templates_path)] if self.mail.templates_path else []
-        return [*dirs, REPO_TEMPLATES]
+        return [*dirs, BUILTIN_TEMPLATES]
 
 
 def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
