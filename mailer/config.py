@@ -152,8 +152,14 @@ class AdminSettings(Section):
     session_hours: float = Field(default=12.0, gt=0)
     """How long a sign-in to the editors' web interface lasts."""
     login_attempts: int = Field(default=10, ge=1)
-    """Failed sign-ins allowed per client IP and per address in `login_window_seconds`."""
+    """Failed sign-ins allowed from one client IP on one account in `login_window_seconds`;
+    then that client gets 429 for that account. An account with this many failures (from
+    anywhere) is slowed down for everyone by `login_slowdown_seconds`, never locked."""
+    login_attempts_per_ip: int = Field(default=50, ge=1)
+    """Failed sign-ins allowed from one client IP (IPv6: one /64) on all accounts together."""
     login_window_seconds: float = Field(default=900.0, gt=0)
+    login_slowdown_seconds: float = Field(default=3.0, ge=0, le=10)
+    """How long each sign-in to an account that keeps failing is held (0: not at all)."""
 
 
 HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")

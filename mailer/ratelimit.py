@@ -53,6 +53,18 @@ class SlidingWindowLimiter:
                 return 0.0
             return max(recent[0] + self.window - now, 0.001)
 
+    def count(self, key: str) -> int:
+        """How many hits `key` has within the window (at most `limit`)."""
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.get(key)
+            return sum(1 for t in hits if t > now - self.window) if hits else 0
+
+    def forget(self, key: str) -> None:
+        """Side effect: `key`'s hits dropped."""
+        with self._lock:
+            self._hits.pop(key, None)
+
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]
         for key in idle:

@@ -19,6 +19,7 @@ from mailer.delivery.sender import Sender
 from mailer.delivery.transport import Transport, make_transport
 from mailer.metrics import Metrics
 from mailer.ratelimit import SlidingWindowLimiter
+from mailer.signin_throttle import SignInThrottle
 from mailer.tokens import Signer
 from mailer.webhooks.delivery import WebhookSender, tls_context
 
@@ -36,8 +37,8 @@ class Services:
     webhooks: WebhookSender
     ip_limiter: SlidingWindowLimiter
     address_limiter: SlidingWindowLimiter
-    login_limiter: SlidingWindowLimiter
-    """Failed sign-ins to /admin/, keyed by client IP and by address."""
+    signin_throttle: SignInThrottle
+    """Failed sign-ins to /admin/, per client IP, per client and account, per account."""
 
     def delivery_loops(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         """What a process that delivers runs until `stop` (`mailer worker`, and `mailer
@@ -84,7 +85,5 @@ def build(
         address_limiter=SlidingWindowLimiter(
             signup.rate_limit_per_address, signup.rate_limit_per_address_window_seconds
         ),
-        login_limiter=SlidingWindowLimiter(
-            settings.admin.login_attempts, settings.admin.login_window_seconds
-        ),
+        signin_throttle=SignInThrottle(settings.admin),
     )

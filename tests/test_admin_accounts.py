@@ -3,7 +3,9 @@ session, CSRF tokens on the forms, and throttled failed sign-ins."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -102,6 +104,98 @@ def test_repeated_failures_are_throttled_even_with_the_right_password(
     blocked = sign_in(client)
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
     assert "mailer_session" not in client.cookies
+
+
+SLOWDOWN = 0.3
+"""login_slowdown_seconds in the tests below: short, so the suite stays fast."""
+
+
+def behind_proxy(**admin: Any) -> dict[str, Any]:
+    """Settings where the test client is a trusted proxy, so each attempt can come from its
+    own client IP, with these [admin] settings."""
+    return {
+        "signup": {"trusted_proxies": ["203.0.113.7/32"]},
+        "admin": {"login_slowdown_seconds": SLOWDOWN, **admin},
+    }
+
+
+def attempt(client: TestClient, ip: str, email: str = EDITOR, password: str = PASSWORD) -> Any:
+    """A sign-in through the form from a browser at `ip`, with how long the answer took."""
+    client.cookies.clear()
+    form = client.get("/admin/", headers={"X-Forwarded-For": ip})
+    started = time.monotonic()
+    answer = client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf": csrf_of(form.text)},
+        headers={"X-Forwarded-For": ip},
+        follow_redirects=False,
+    )
+    answer.elapsed_seconds = time.monotonic() - started
+    return answer
+
+
+@pytest.mark.parametrize("settings_overrides", [behind_proxy()])
+def test_an_attacker_failing_on_an_account_does_not_lock_its_owner_out(
+    client: TestClient, editor_account: None
+) -> None:
+    attacker, owner = "198.51.100.66", "192.0.2.10"
+    for _ in range(10):
+        assert attempt(client, attacker, password="guess").status_code == 401
+    assert attempt(client, attacker, password="guess").status_code == 429
+    blocked = attempt(client, attacker)
+    assert blocked.status_code == 429, "the attacker's client is refused even the right password"
+    assert int(blocked.headers["retry-after"]) >= 1
+
+    signed_in = attempt(client, owner)
+    assert signed_in.status_code == 303, "the owner, from another address, gets in"
+    assert SLOWDOWN <= signed_in.elapsed_seconds < SLOWDOWN + 2, "slowed down, not locked out"
+    assert attempt(client, owner, password="guess").status_code == 401
+    assert attempt(client, attacker).status_code == 429, "still refused after the owner got in"
+
+
+@pytest.mark.parametrize("settings_overrides", [behind_proxy(login_attempts_per_ip=6)])
+def test_failures_on_many_accounts_from_one_address_hit_its_own_limit(
+    client: TestClient, editor_account: None
+) -> None:
+    sprayer = "198.51.100.7"
+    for n in range(6):
+        assert attempt(client, sprayer, f"user{n}@example.org", "Winter2026!").status_code == 401
+    assert attempt(client, sprayer).status_code == 429, "its next try is refused, any account"
+    sprayer_v6 = "2001:db8:5:6::1"
+    for n in range(6):
+        assert attempt(client, sprayer_v6, f"user{n}@example.org", "guess").status_code == 401
+    assert attempt(client, "2001:db8:5:6::ffff").status_code == 429, "an IPv6 client is its /64"
+    answer = attempt(client, "192.0.2.10")
+    assert answer.status_code == 303, "another client is not affected"
+    assert answer.elapsed_seconds < SLOWDOWN, "nor slowed down: no account failed repeatedly"
+
+
+@pytest.mark.parametrize("settings_overrides", [behind_proxy(login_attempts=4)])
+def test_every_spelling_of_an_account_name_counts_as_that_account(
+    client: TestClient, editor_account: None
+) -> None:
+    spellings = [
+        "Editor@Example.org",
+        "  editor@example.org ",
+        "EDITOR@EXAMPLE.ORG",
+        "editor @example.org",
+    ]
+    for spelling in spellings:
+        assert attempt(client, "198.51.100.66", spelling, "guess").status_code == 401
+    assert attempt(client, "198.51.100.66").status_code == 429
+    slowed = attempt(client, "192.0.2.10", " editor@Example.ORG ")
+    assert slowed.status_code == 303 and slowed.elapsed_seconds >= SLOWDOWN
+
+
+@pytest.mark.parametrize("settings_overrides", [behind_proxy(login_attempts=3)])
+def test_the_answers_do_not_tell_whether_an_account_exists(
+    client: TestClient, editor_account: None
+) -> None:
+    for account, attacker in [(EDITOR, "198.51.100.1"), ("nobody@example.org", "198.51.100.2")]:
+        statuses = [attempt(client, attacker, account, "guess").status_code for _ in range(4)]
+        assert statuses == [401, 401, 401, 429], account
+        later = attempt(client, "192.0.2.10", account, "guess")
+        assert later.status_code == 401 and later.elapsed_seconds >= SLOWDOWN, account
 
 
 def test_a_disabled_account_cannot_sign_in_and_loses_its_sessions(
