@@ -13,6 +13,7 @@ from mailer.config import Settings
 from mailer.delivery import message
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, fill, recipient_values
+from mailer.delivery.template_values import articles_values, list_values
 from mailer.models import (
     Article,
     Confirmation,
@@ -193,8 +194,8 @@ class Composer:
         )
         mail = self.renderer.render(
             "welcome",
-            list=mailing_list,
-            articles=articles,
+            list=list_values(mailing_list),
+            articles=articles_values(articles),
             recipient=RECIPIENT,
             site_name=self.settings.mail.site_name,
             postal_address=self.settings.mail.postal_address,
@@ -270,7 +271,7 @@ class Composer:
         )
         extra = {"Auto-Submitted": "auto-generated"}
         if self.settings.mail.reply_to:
-            extra["Reply-To"] = self.settings.mail.reply_to
+            extra["Reply-To"] = message.header_address(self.settings.mail.reply_to)
         data = message.build(
             from_name=self.settings.mail.from_name,
             from_address=self.settings.mail.from_address,

@@ -18,6 +18,7 @@ from mailer.content.selection import select_articles
 from mailer.delivery import message
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem, fill
+from mailer.delivery.template_values import articles_values, digest_values, list_values
 from mailer.delivery.transport import DeliveryError, make_transport
 from mailer.models import (
     UNDELIVERED,
@@ -64,7 +65,8 @@ def render_digest(
     mailing_list: MailingList,
     articles: list[Article],
 ) -> RenderedMail:
-    """The digest's mail with per-recipient markers left in."""
+    """The digest's mail with per-recipient markers left in; its templates see plain
+    copies of the rows (template_values), never the rows themselves."""
     return renderer.render(
         "digest",
         overrides={
@@ -72,9 +74,9 @@ def render_digest(
             "html": digest.html_template,
             "text": digest.text_template,
         },
-        digest=digest,
-        list=mailing_list,
-        articles=articles,
+        digest=digest_values(digest),
+        list=list_values(mailing_list),
+        articles=articles_values(articles),
         recipient=RECIPIENT,
         site_name=settings.mail.site_name,
         postal_address=settings.mail.postal_address,
