@@ -114,6 +114,17 @@ class SignupSettings(Section):
     """CIDRs whose X-Forwarded-For is believed (e.g. ["127.0.0.1/32"])."""
 
 
+class HttpSettings(Section):
+    """Bounds on every request body, checked before a route reads it."""
+
+    max_body_bytes: int = Field(default=262_144, gt=0)
+    """Larger bodies are refused with 413 on readers' routes and provider webhooks."""
+    max_editor_body_bytes: int = Field(default=4_194_304, gt=0)
+    """The same for the editors' API (/api/v1/) and pages (/admin/): templates are long."""
+    max_json_depth: int = Field(default=32, gt=0)
+    """JSON bodies nested deeper than this (arrays and objects) are refused with 400."""
+
+
 class SenderSettings(Section):
     poll_interval_seconds: float = 1.0
     batch_size: int = Field(default=100, ge=1)
@@ -335,6 +346,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     signup: SignupSettings = Field(default_factory=SignupSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)

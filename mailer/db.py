@@ -24,6 +24,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_LOCK_TIMEOUT = 30.0
 
 
+class DatabaseBusy(TimeoutError):
+    """No transaction could begin in time: SQLite stayed locked by another one."""
+
+
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for plain postgresql:// URLs."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -71,7 +75,7 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
 
     def begin(connection: Any) -> None:
         if not lock.acquire(timeout=SQLITE_LOCK_TIMEOUT):
-            raise TimeoutError("the SQLite database stayed busy; try again")
+            raise DatabaseBusy("the SQLite database stayed busy; try again")
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:

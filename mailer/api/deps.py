@@ -14,7 +14,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
+from starlette.requests import HTTPConnection
 
 from mailer import accounts, apikeys
 from mailer.db import session_scope
@@ -74,12 +76,24 @@ def _signed_in_editor(request: Request, services: Services) -> Editor | None:
     return Editor(name=current.user.email, role=current.user.role, user_id=current.user.id)
 
 
-def require_editor(
-    request: Request,
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Editor:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+EDITOR_STATE = "mailer_editor"
+"""Where the editors' API keeps who is calling, once decided (see api/keyfirst.py)."""
+
+
+def bearer_key(request: HTTPConnection) -> str | None:
+    """The key in `Authorization: Bearer <key>`, read as HTTPBearer reads it; else None."""
+    authorization = request.headers.get("Authorization")
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
+def identify_editor(request: Request, services: Services) -> Editor:
+    """Who is calling the editors' API, or an HTTPException: 401 without a good key or
+    session, 403 for a session's change without its CSRF token. Reads only the headers."""
+    key = bearer_key(request)
+    if key is None:
         editor = _signed_in_editor(request, services)
         if editor is not None:
             return editor
@@ -91,10 +105,23 @@ def require_editor(
     # A session of its own, closed at once: the route's session (if any) is separate, and
     # a streaming answer must not keep a transaction open while it streams.
     with session_scope(services.engine) as session:
-        key = apikeys.authenticate(session, credentials.credentials, services.clock.now())
-        if key is None:
+        found = apikeys.authenticate(session, key, services.clock.now())
+        if found is None:
             raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-        return Editor(name=key.name, role="editor")
+        return Editor(name=found.name, role="editor")
+
+
+def require_editor(
+    request: Request,
+    services: ServicesDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Editor:
+    """The caller decided before the body was read (`EDITOR_STATE`), else decided now.
+    `_credentials` declares the bearer scheme in /openapi.json."""
+    decided = getattr(request.state, EDITOR_STATE, None)
+    if isinstance(decided, Editor):
+        return decided
+    return identify_editor(request, services)
 
 
 EditorDep = Annotated[Editor, Depends(require_editor)]

@@ -1,0 +1,117 @@
+"""Every request body within bounds before any route reads it: a byte cap, checked
+against Content-Length and again as the body arrives (never holding more than the cap),
+413 past it; and for JSON bodies a nesting depth and number range (`boundedjson`), 400 or
+422 outside them. A refused request reaches no route, so nothing is written."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailer import boundedjson
+from mailer.api.public import N_, BadRequest, error_response
+from mailer.config import HttpSettings
+from mailer.web.admin.errors import error_page, is_admin
+
+EDITORS = ("/api/", "/admin/")
+"""Paths of the editors' API and pages: a larger cap (digest templates are long)."""
+
+
+def is_json(content_type: str) -> bool:
+    """application/json or application/<anything>+json, as FastAPI decides to parse JSON."""
+    media_type = content_type.split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+class BodyLimits:
+    """Pure ASGI middleware: reads the body up to the cap, checks it, and hands it on."""
+
+    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def cap_for(self, path: str) -> int:
+        if path.startswith(EDITORS):
+            return self.settings.max_editor_body_bytes
+        return self.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        cap = self.cap_for(scope["path"])
+        too_large = BadRequest(
+            413, N_("the request body is larger than %(limit)s bytes"), params={"limit": cap}
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            await _refuse(request, BadRequest(400, N_("bad Content-Length")), send)
+            return
+        if declared is not None and int(declared) > cap:
+            await _refuse(request, too_large, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # nobody is left to answer
+            body += message.get("body", b"")
+            if len(body) > cap:
+                await _refuse(request, too_large, send)
+                return
+            more = bool(message.get("more_body", False))
+        if body and is_json(request.headers.get("content-type", "")):
+            try:
+                boundedjson.loads(bytes(body), self.settings.max_json_depth)
+            except boundedjson.Refused as exc:
+                await _refuse(request, BadRequest(exc.status, exc.reason), send)
+                return
+            except ValueError:
+                pass  # malformed: the route says so in its own words
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body read already, then whatever the client sends next
+    (its disconnect)."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return is_json(request.headers.get("content-type", "")) or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
+async def _refuse(request: Request, exc: BadRequest, send: Send) -> None:
+    """The refusal in the form the client reads: JSON on the editors' API and the provider
+    webhooks, the editors' error page on /admin/, the readers' page or JSON elsewhere."""
+    response: Response
+    if request.url.path.startswith(("/api/", "/webhooks/")):
+        response = JSONResponse({"detail": exc.message}, status_code=exc.status)
+    elif is_admin(request):
+        response = error_page(request, exc.status, exc.message)
+    else:
+        response = error_response(exc, _wants_json(request), request.app.state.pages)
+    # The rest of the body is not read: the connection closes after this answer.
+    response.headers["Connection"] = "close"
+    await response(request.scope, _nothing_more, send)
+
+
+async def _nothing_more() -> Message:
+    return {"type": "http.disconnect"}
