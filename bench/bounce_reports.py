@@ -62,7 +62,8 @@ def readers(engine: Engine, count: int) -> list[int]:
     with db.session_scope(engine) as session:
         news = session.exec(select(MailingList).where(MailingList.slug == "news")).one()
         for n in range(count):
-            subscriber = Subscriber(email=f"reader{n}@example.net", created_at=now)
+            email = f"reader{n}@example.net"
+            subscriber = Subscriber(email=email, email_key=email, created_at=now)
             session.add(subscriber)
             session.flush()
             assert subscriber.id is not None and news.id is not None

@@ -28,6 +28,9 @@ class ConsentAction(StrEnum):
     imported = "imported"
     expired = "expired"
     erased = "erased"
+    merged = "merged"
+    """Another subscriber row with the same canonical address was folded into this one;
+    its events precede this one in the chain (see migration 0012)."""
 
 
 class OutboxStatus(StrEnum):
@@ -122,6 +125,10 @@ class Subscriber(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    """The address mail goes to, spelled as the reader first typed it."""
+    email_key: str = Field(sa_column=Column(String(320), unique=True, index=True, nullable=False))
+    """The canonical address (addresses.address_key): what identifies the reader; every
+    lookup by address uses it, so `Reader@Example.org` and `reader@example.org` are one."""
     name: str = Field(default="", max_length=200)
     created_at: datetime
     erased_at: datetime | None = None
@@ -131,6 +138,17 @@ class Subscriber(SQLModel, table=True):
     """How many consent events this subscriber has (the latest one's seq)."""
     last_confirmation_at: datetime | None = None
     """When the latest confirmation mail was queued (one per window)."""
+
+
+class SubscriberMerge(SQLModel, table=True):
+    """A subscriber row folded into another with the same canonical address (migration
+    0012): links already sent that name the merged id act on the survivor."""
+
+    __tablename__ = "subscriber_merges"
+
+    merged_id: int = Field(primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscribers.id")
+    merged_at: datetime
 
 
 class Subscription(SQLModel, table=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -10,11 +12,13 @@ from mailer.services import Services
 from mailer.subscriptions.addresses import (
     MAX_ADDRESS_LENGTH,
     address_digest,
+    address_key,
+    canonical_email,
     check_header_safe,
     normalize_email,
 )
 from mailer.subscriptions.errors import InvalidInput
-from tests.conftest import count_rows
+from tests.conftest import SmtpSink, count_rows, outbox_idle
 
 
 @pytest.mark.parametrize(
@@ -132,8 +136,115 @@ def test_ordinary_values_pass_unchanged(value: str) -> None:
 def test_the_address_digest_is_stable_and_reveals_nothing() -> None:
     digest = address_digest("reader@example.com")
     assert digest == address_digest("reader@example.com")
-    assert digest != address_digest("Reader@example.com")
+    assert digest != address_digest("other@example.com")
     assert len(digest) == 64 and "reader" not in digest
+
+
+SPELLINGS = {
+    "reader@example.org": [
+        "reader@example.org",
+        "Reader@Example.org",
+        "reader@EXAMPLE.org",
+        "READER@example.org",
+        "  rEaDeR@eXaMpLe.OrG\t",
+    ],
+    "reader@xn--xample-9ua.org": [
+        "reader@éxample.org",
+        "reader@xn--xample-9ua.org",
+        "Reader@ÉXAMPLE.org",
+        "READER@XN--XAMPLE-9UA.ORG",
+    ],
+    "üser@xn--bcher-kva.example": ["ÜSER@Bücher.Example", "üser@xn--bcher-kva.example"],
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [(raw, canonical) for canonical, spellings in SPELLINGS.items() for raw in spellings],
+)
+def test_every_spelling_of_an_address_has_one_canonical_form(raw: str, canonical: str) -> None:
+    assert canonical_email(raw) == canonical
+    assert address_key(normalize_email(raw)) == canonical
+    assert address_digest(normalize_email(raw)) == address_digest(canonical)
+
+
+def test_different_addresses_keep_different_canonical_forms() -> None:
+    keys = {canonical_email(raw) for raw in ["a@example.org", "b@example.org", "a@example.com"]}
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("x" * 65 + "@example.com", "before the @-sign"),
+        ("Ü" * 33 + "@example.com", "before the @-sign"),  # 66 octets in UTF-8
+        ("ü" * 40 + "@example.com", "before the @-sign"),
+        ("reader@" + "a" * 64 + ".com", "too many"),
+        ("reader@" + ".".join(["a" * 63] * 4) + ".com", "too long"),
+        ("x" * 64 + "@" + ".".join(["a" * 62] * 3) + ".com", "too long"),  # 257
+        ("ü" * 32 + "@" + ".".join(["a" * 62] * 3) + ".com", "too long"),  # 225 characters
+        ("reader@" + "ü" * 60 + ".com", "after the @-sign"),
+    ],
+)
+def test_rfc_5321_length_limits_are_enforced_in_octets(raw: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=f"(?i){problem}") as refused:
+        normalize_email(raw)
+    assert refused.value.field == "email"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "x" * 64 + "@example.com",
+        "Ü" * 32 + "@example.com",
+        "reader@" + "a" * 63 + ".com",
+        "x" * 64 + "@" + ".".join(["a" * 60] * 3) + ".de",
+    ],
+)
+def test_addresses_at_the_limits_are_accepted(raw: str) -> None:
+    assert normalize_email(raw) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["x" * 65 + "@example.com", "Ü" * 33 + "@example.com", "reader@" + "a" * 64 + ".com"],
+)
+def test_a_signup_past_the_length_limits_gets_422_with_the_reason_and_writes_nothing(
+    client: TestClient, services: Services, raw: str
+) -> None:
+    answer = client.post("/subscribe", json={"email": raw})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "email"
+    assert re.search("too (long|many)", answer.json()["detail"]), answer.text
+    assert count_rows(services, Subscriber) == 0
+
+
+def test_every_spelling_of_an_address_is_one_subscriber_with_one_confirmation_mail(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    spellings = SPELLINGS["reader@example.org"]
+    for raw in spellings:
+        assert editor.post("/subscribe", json={"email": raw}).status_code == 202
+    outbox_idle(services)
+
+    assert count_rows(services, Subscriber) == 1
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0].rcpt_tos == ["reader@example.org"], "mail goes to the first spelling"
+    for raw in spellings:
+        [found] = editor.get("/api/v1/subscribers", params={"email": raw}).json()
+        assert found["email"] == "reader@example.org"
+        assert [item["status"] for item in found["lists"]] == ["pending"]
+
+
+def test_a_reader_is_found_by_any_spelling_of_an_international_domain(
+    editor: TestClient, services: Services
+) -> None:
+    assert editor.post("/subscribe", json={"email": "Reader@Éxample.org"}).status_code == 202
+    for raw in ["reader@xn--xample-9ua.org", "READER@éxample.org", "reader@ÉXAMPLE.ORG"]:
+        assert editor.post("/subscribe", json={"email": raw}).status_code == 202
+        [found] = editor.get("/api/v1/subscribers", params={"email": raw}).json()
+        assert found["email"] == "Reader@éxample.org"
+    assert count_rows(services, Subscriber) == 1
 
 
 @pytest.mark.parametrize("name", ["=?utf-8?b?a?=", "=?x-no-such-charset?q?Eve?="])

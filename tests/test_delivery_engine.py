@@ -41,7 +41,7 @@ def add_readers(services: Services, emails: list[str]) -> None:
     with session_scope(services.engine) as session:
         news = session.exec(select(MailingList).where(MailingList.slug == "news")).one()
         for email in emails:
-            subscriber = Subscriber(email=email, created_at=now)
+            subscriber = Subscriber(email=email, email_key=email.lower(), created_at=now)
             session.add(subscriber)
             session.flush()
             assert subscriber.id is not None and news.id is not None

@@ -68,3 +68,35 @@ def test_one_address_posted_from_many_networks_gets_one_confirmation_mail(
     assert count_rows(services, Subscriber) == 1
     assert count_rows(services, OutboxMessage) == 1, "one confirmation mail per window"
     assert count_rows(services, Confirmation) == 1
+
+
+SPELLINGS = [
+    "target@example.com",
+    "Target@example.com",
+    "TARGET@EXAMPLE.COM",
+    "tArGeT@Example.Com",
+    " target@example.COM ",
+    "targeT@exAmple.com",
+    "TARGET@example.com",
+    "Target@EXAMPLE.com",
+]
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"signup": {"trusted_proxies": ["203.0.113.0/24"], "rate_limit_per_address": LIMIT}}],
+    indirect=True,
+)
+def test_spellings_of_one_address_share_its_limit_and_get_one_confirmation_mail(
+    client: TestClient, services: Services
+) -> None:
+    posts = [
+        (SPELLINGS[n % len(SPELLINGS)], {"X-Forwarded-For": f"198.51.100.{n}"})
+        for n in range(1, BURST)
+    ]
+    statuses = burst(client, posts)
+
+    assert statuses == Counter({202: LIMIT, 429: len(posts) - LIMIT})
+    assert count_rows(services, Subscriber) == 1
+    assert count_rows(services, OutboxMessage) == 1, "one confirmation mail per window"
+    assert count_rows(services, Confirmation) == 1

@@ -559,6 +559,7 @@ def _preferences_view(
     services: Services, subscriber_id: int, list_id: int | None
 ) -> dict[str, Any]:
     with session_scope(services.engine) as session:
+        subscriber_id = leaving.surviving_id(session, subscriber_id)
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is None:
             raise NotFound("subscriber")
@@ -665,6 +666,7 @@ def _apply_preferences(
     topics chosen for a confirmed list are kept (`topic_choices`: "topics:<slug>" fields)."""
     now = services.clock.now()
     with session_scope(services.engine) as session:
+        subscriber_id = leaving.surviving_id(session, subscriber_id)
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is None or subscriber.erased_at is not None:
             raise NotFound("subscriber")

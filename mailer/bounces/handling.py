@@ -31,9 +31,7 @@ from mailer.models import (
     SuppressionReason,
     WebhookEvent,
 )
-from mailer.subscriptions import leaving, ledger, suppression
-from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import InvalidInput
+from mailer.subscriptions import directory, leaving, ledger, suppression
 from mailer.webhooks import events
 
 log = logging.getLogger(__name__)
@@ -148,11 +146,7 @@ def _subscriber(session: Session, report: Report) -> Subscriber | None:
         row = session.get(OutboxMessage, report.outbox_id)
         return session.get(Subscriber, row.subscriber_id) if row is not None else None
     if report.address:
-        try:
-            email = normalize_email(report.address)
-        except InvalidInput:
-            return None
-        return session.exec(select(Subscriber).where(col(Subscriber.email) == email)).first()
+        return directory.by_address(session, report.address)
     return None
 
 

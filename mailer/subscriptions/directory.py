@@ -1,11 +1,20 @@
-"""Finding subscribers: by normalized address, by list and status, by part of an address."""
+"""Finding subscribers: by address (any spelling of it), by list and status, by part of an
+address."""
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from mailer.models import MailingList, Subscriber, Subscription
+from mailer.subscriptions.addresses import address_key
+
+
+def by_address(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this address, however it is spelled (see address_key)."""
+    return session.scalars(
+        select(Subscriber).where(col(Subscriber.email_key) == address_key(email))
+    ).first()
 
 
 def search(
@@ -18,11 +27,11 @@ def search(
     offset: int = 0,
     newest_first: bool = False,
 ) -> list[Subscriber]:
-    """Subscribers with this normalized `email`, or on a list and with a status."""
+    """Subscribers with this `email` (any spelling of it), or on a list and with a status."""
     order = col(Subscriber.id).desc() if newest_first else col(Subscriber.id)
     query = select(Subscriber).order_by(order).limit(limit).offset(offset)
     if email is not None:
-        query = query.where(col(Subscriber.email) == email)
+        query = query.where(col(Subscriber.email_key) == address_key(email))
     if list_slug or status:
         query = query.join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
         if list_slug:
@@ -39,7 +48,10 @@ def containing(session: Session, fragment: str, limit: int = 50) -> list[Subscri
     query = (
         select(Subscriber)
         .where(
-            func.lower(col(Subscriber.email)).contains(fragment.lower(), autoescape=True),
+            or_(
+                func.lower(col(Subscriber.email)).contains(fragment.lower(), autoescape=True),
+                col(Subscriber.email_key).contains(fragment.lower(), autoescape=True),
+            ),
             col(Subscriber.erased_at).is_(None),
         )
         .order_by(col(Subscriber.id).desc())

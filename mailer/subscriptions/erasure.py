@@ -22,7 +22,7 @@ from mailer.models import (
     SubscriptionStatus,
     Suppression,
 )
-from mailer.subscriptions import ledger
+from mailer.subscriptions import directory, ledger
 from mailer.subscriptions.addresses import address_digest
 from mailer.subscriptions.signup import (
     lock_subscriber,
@@ -71,6 +71,7 @@ def erase(session: Session, subscriber_id: int, now: datetime, reason: str = "")
     # Webhook payloads (sent or still to send) named the reader.
     retention.forget_address(session, subscriber.email, erased_email)
     subscriber.email = erased_email
+    subscriber.email_key = erased_email
     subscriber.name = ""
     subscriber.erased_at = now
     ledger.append(
@@ -130,4 +131,4 @@ def purge_unconfirmed(session: Session, older_than: timedelta, now: datetime) ->
 
 
 def find_by_email(session: Session, email: str) -> Subscriber | None:
-    return session.scalars(select(Subscriber).where(col(Subscriber.email) == email)).first()
+    return directory.by_address(session, email)

@@ -11,6 +11,8 @@ from mailer.models import (
     ConsentAction,
     Digest,
     MailingList,
+    Subscriber,
+    SubscriberMerge,
     SubscriptionStatus,
     WebhookEvent,
 )
@@ -37,6 +39,16 @@ def unsubscribe_target(signer: Signer, token: str) -> tuple[int, int | None]:
         raise NotFound("token")
     return subscriber_id, list_id
 
+
+def surviving_id(session: Session, subscriber_id: int) -> int:
+    """The subscriber a token's id stands for now: a row merged into another with the same
+    canonical address (migration 0012) stands for that one."""
+    if session.get(Subscriber, subscriber_id) is not None:
+        return subscriber_id
+    merge = session.get(SubscriberMerge, subscriber_id)
+    return merge.subscriber_id if merge is not None else subscriber_id
+
+
 def unsubscribe(
     session: Session,
     subscriber_id: int,
@@ -45,6 +57,7 @@ def unsubscribe(
     now: datetime,
 ) -> list[str]:
     """Unsubscribe from `list_ids` (all lists when None); returns the slugs left. Idempotent."""
+    subscriber_id = surviving_id(session, subscriber_id)
     subscriber = lock_subscriber(session, subscriber_id)
     left: list[str] = []
     for list_id, subscription in subscriptions_by_list(session, subscriber_id).items():
@@ -96,6 +109,7 @@ def set_topics(
 ) -> bool:
     """Keep only `chosen` topics of the list (none, or all of them, means everything).
     Records a preferences-changed event when something changed; returns whether it did."""
+    subscriber_id = surviving_id(session, subscriber_id)
     subscriber = lock_subscriber(session, subscriber_id)
     subscription = subscriptions_by_list(session, subscriber_id).get(list_id)
     mailing_list = session.get(MailingList, list_id)

@@ -33,6 +33,7 @@ from mailer.models import (
     WebhookEvent,
 )
 from mailer.subscriptions import ledger
+from mailer.subscriptions.addresses import address_key
 from mailer.subscriptions.errors import Expired, NotFound
 from mailer.webhooks import events
 
@@ -51,23 +52,27 @@ class SignupResult:
 
 
 def get_or_create_subscriber(session: Session, email: str, name: str, now: datetime) -> Subscriber:
-    """The subscriber row for `email`, created if new, locked for this transaction."""
+    """The subscriber row for `email` (any spelling of it), created if new with `email` as
+    typed, locked for this transaction."""
+    key = address_key(email)
     insert_unless_present(
         session,
         Subscriber,
-        "email",
+        "email_key",
         email=email,
+        email_key=key,
         name=name,
         created_at=now,
         chain_head="",
         chain_length=0,
     )
     return session.scalars(
-        select(Subscriber).where(col(Subscriber.email) == email).with_for_update()
+        select(Subscriber).where(col(Subscriber.email_key) == key).with_for_update()
     ).one()
 
 
 def lock_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    """The subscriber row, locked for this transaction; NotFound when there is none."""
     found = session.scalars(
         select(Subscriber).where(col(Subscriber.id) == subscriber_id).with_for_update()
     ).first()

@@ -22,7 +22,7 @@ from mailer.models import (
     WebhookEvent,
 )
 from mailer.subscriptions import ledger, suppression
-from mailer.subscriptions.addresses import check_header_safe, normalize_email
+from mailer.subscriptions.addresses import address_key, check_header_safe, normalize_email
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import InvalidInput
 from mailer.webhooks import events
@@ -73,10 +73,10 @@ def import_csv(
                 (line, exc.message if exc.field == "name" else f"invalid address: {exc.message}")
             )
             continue
-        if email in seen:
+        if address_key(email) in seen:
             report.skipped.append((line, "duplicate of an earlier row"))
             continue
-        seen.add(email)
+        seen.add(address_key(email))
         batch.append((line, email, name))
         if len(batch) >= IMPORT_BATCH:
             _import_batch(engine, batch, list_slug, source, now(), report)
@@ -110,10 +110,11 @@ def _import_batch(
         insert_many_unless_present(
             session,
             Subscriber,
-            "email",
+            "email_key",
             [
                 {
                     "email": email,
+                    "email_key": address_key(email),
                     "name": name,
                     "created_at": now,
                     "chain_head": "",
@@ -123,10 +124,10 @@ def _import_batch(
             ],
         )
         subscribers = {
-            subscriber.email: subscriber
+            subscriber.email_key: subscriber
             for subscriber in session.scalars(
                 select(Subscriber)
-                .where(col(Subscriber.email).in_([email for _, email, _ in wanted]))
+                .where(col(Subscriber.email_key).in_([address_key(e) for _, e, _ in wanted]))
                 .order_by(col(Subscriber.id))
                 .with_for_update()
             )
@@ -147,7 +148,7 @@ def _import_batch(
                 if email in suppressed:
                     report.skipped.append((line, f"suppressed ({suppressed[email]}); not added"))
                     continue
-                subscriber = subscribers[email]
+                subscriber = subscribers[address_key(email)]
                 assert subscriber.id is not None
                 existing = subscriptions.get(subscriber.id)
                 if existing is not None and existing.status == SubscriptionStatus.confirmed:
