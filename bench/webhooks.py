@@ -52,6 +52,7 @@ def settings_for(directory: Path, name: str) -> config.Settings:
         secret_key=SECRET,
         database={"url": f"sqlite:///{directory / name / 'mailer.db'}"},
         webhooks={"allow_http": True},
+        network={"allowed_private_networks": ["127.0.0.0/8"]},  # the sink runs here
     )
 
 
@@ -67,6 +68,7 @@ def import_rate(directory: Path, name: str, rows: int, hook_url: str | None) -> 
                 ["subscriber.created"],
                 "",
                 settings.webhooks,
+                services.outbound,
                 SystemClock().now(),
             )
     lines = ["email\n"] + [f"reader{n}@example.com\n" for n in range(rows)]
@@ -86,7 +88,7 @@ async def deliver_all(directory: Path, rows: int, hook_url: str) -> tuple[float,
         bodies = list(session.exec(select(WebhookDelivery.payload)))
     assert len(bodies) == rows
     started = time.perf_counter()
-    async with httpx.AsyncClient(follow_redirects=False) as client:  # one, as the loop has
+    async with services.webhooks.client() as client:  # one, as the loop has
         while await services.webhooks.deliver_due_once(client):
             pass
     elapsed = time.perf_counter() - started

@@ -14,7 +14,15 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -398,8 +406,17 @@ def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settin
 
     try:
         return FileSettings(**overrides)
-    except ValueError as exc:  # pydantic's ValidationError, tomllib's decode error
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
+    except ValueError as exc:  # tomllib's decode error
         raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Each problem as `section.key: what is wrong`, on one line for a start-up error."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
 
 
 def signing_key(settings: Settings) -> bytes:

@@ -203,10 +203,11 @@ def poll_due_feeds(services: Services) -> dict[int, str]:
     """Poll every feed that is due; returns each feed's outcome ("ok", "error", ...)."""
     with session_scope(services.engine) as session:
         due_ids = feeds.due(session, services.clock.now())
-    return {
-        feed_id: feeds.poll(services.engine, feed_id, services.clock.now()).status
-        for feed_id in due_ids
-    }
+    outcomes = {}
+    for feed_id in due_ids:
+        result = feeds.poll(services.engine, services.outbound, feed_id, services.clock.now())
+        outcomes[feed_id] = result.status
+    return outcomes
 
 
 def purge_job(services: Services) -> int:

@@ -18,10 +18,11 @@ from mailer.delivery.render import MailRenderer
 from mailer.delivery.sender import Sender
 from mailer.delivery.transport import Transport, make_transport
 from mailer.metrics import Metrics
+from mailer.outbound import AddressPolicy, Outbound, Resolver, system_resolver, tls_context
 from mailer.ratelimit import SlidingWindowLimiter
 from mailer.signin_throttle import SignInThrottle
 from mailer.tokens import Signer
-from mailer.webhooks.delivery import WebhookSender, tls_context
+from mailer.webhooks.delivery import WebhookSender
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Services:
     renderer: MailRenderer
     transport: Transport
     sender: Sender
+    outbound: Outbound
+    """Every HTTP request to another server (feeds, webhooks, SNS) is made through it."""
     webhooks: WebhookSender
     ip_limiter: SlidingWindowLimiter
     address_limiter: SlidingWindowLimiter
@@ -53,9 +56,14 @@ class Services:
 
 
 def build(
-    settings: config.Settings, *, clock: Clock | None = None, transport: Transport | None = None
+    settings: config.Settings,
+    *,
+    clock: Clock | None = None,
+    transport: Transport | None = None,
+    resolver: Resolver | None = None,
 ) -> Services:
-    """Wire everything from settings; `clock` and `transport` may be swapped (tests)."""
+    """Wire everything from settings; `clock`, `transport` and the host name `resolver` of
+    outbound requests may be swapped (tests)."""
     config.check_production(settings)
     files.close_data_to_others(settings)
     clock = clock or SystemClock()
@@ -67,6 +75,7 @@ def build(
     composer = Composer(settings, renderer, signer)
     sender = Sender(engine, transport, composer, settings.sender, clock, metrics, settings.bounces)
     signup = settings.signup
+    outbound = Outbound(AddressPolicy.from_settings(settings.network), resolver or system_resolver)
     return Services(
         settings=settings,
         engine=engine,
@@ -76,8 +85,9 @@ def build(
         renderer=renderer,
         transport=transport,
         sender=sender,
+        outbound=outbound,
         webhooks=WebhookSender(
-            engine, settings.webhooks, clock, tls_context(settings.webhooks.ca_file)
+            engine, settings.webhooks, clock, outbound, tls_context(settings.webhooks.ca_file)
         ),
         ip_limiter=SlidingWindowLimiter(
             signup.rate_limit_per_ip, signup.rate_limit_per_ip_window_seconds

@@ -18,6 +18,12 @@ from tests.test_feeds import RSS, FeedServer
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """The feed servers run on this machine, which outbound requests may not reach else."""
+    return {"network": {"allowed_private_networks": ["127.0.0.0/8", "::1/128"]}}
+
+
+@pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
     server = FeedServer()
     yield server

@@ -26,12 +26,14 @@ HOME = "/admin/webhooks"
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {
+        # The receivers run on this machine, which outbound requests may not reach else.
+        "network": {"allowed_private_networks": ["127.0.0.0/8", "::1/128"]},
         "webhooks": {
             "allow_http": True,
             "poll_interval_seconds": 0.05,
             "max_attempts": 1,
             "timeout_seconds": 3,
-        }
+        },
     }
 
 

@@ -150,6 +150,8 @@ def sns_host(tmp_path: Path) -> Iterator[SnsHost]:
 @pytest.fixture
 def settings_overrides(sns_host: SnsHost) -> dict[str, Any]:
     return {
+        # The certificate server runs on this machine, which requests may not reach else.
+        "network": {"allowed_private_networks": ["127.0.0.0/8"]},
         "bounces": {
             "ses_topic_arns": [TOPIC],
             "sns_certificate_hosts": r"127\.0\.0\.1",
@@ -157,7 +159,7 @@ def settings_overrides(sns_host: SnsHost) -> dict[str, Any]:
             "postmark_username": POSTMARK_USER,
             "postmark_password": POSTMARK_PASSWORD,
             "mailgun_signing_key": MAILGUN_KEY,
-        }
+        },
     }
 
 

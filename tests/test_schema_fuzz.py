@@ -44,6 +44,7 @@ _services = build(
         public_url="http://testserver",
         database={"url": f"sqlite:///{_data_dir / 'mailer.db'}"},
         smtp={"transport": "maildir"},
+        network={"allowed_private_networks": ["127.0.0.0/8"]},  # the closed feed port
     )
 )
 db.upgrade(_services.engine)

@@ -58,7 +58,7 @@ def make_router(services: Services) -> APIRouter:
     receivers: dict[str, Receiver] = {
         receiver.name: receiver
         for receiver in (
-            SesReceiver(settings, services.signer, services.clock),
+            SesReceiver(settings, services.signer, services.clock, services.outbound),
             PostmarkReceiver(settings),
             MailgunReceiver(settings, services.signer, services.clock),
         )

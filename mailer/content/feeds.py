@@ -1,7 +1,9 @@
-"""RSS and Atom feeds: fetch (httpx), parse (feedparser), store entries as articles.
+"""RSS and Atom feeds: fetch (through mailer.outbound), parse (feedparser), store entries
+as articles.
 
 A broken or unreachable feed is recorded on its row (status, error, back-off) and never
-raises out of a poll, so one bad feed cannot stop the scheduler or the other feeds.
+raises out of a poll, so one bad feed cannot stop the scheduler or the other feeds. A feed
+at a private address (or redirected to one) is never fetched: its error says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlmodel import Session, col, select
 from mailer.content.articles import ArticleInput, normalize_topics, topic_slug, upsert
 from mailer.db import session_scope
 from mailer.models import Feed
+from mailer.outbound import REFUSED, Outbound, describe
 from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,9 @@ class PollResult:
     error: str = ""
 
 
-def fetch(feed: Feed) -> Fetched:
-    """GET the feed, conditional on its ETag / Last-Modified. Raises httpx.HTTPError."""
+def fetch(feed: Feed, outbound: Outbound) -> Fetched:
+    """GET the feed, conditional on its ETag / Last-Modified, following redirects (each
+    hop checked). Raises httpx.HTTPError, or ValueError for a feed that is too large."""
     headers = {
         "User-Agent": "mailer feed reader",
         "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
@@ -59,14 +63,14 @@ def fetch(feed: Feed) -> Fetched:
     if feed.modified:
         headers["If-Modified-Since"] = feed.modified
     with (
-        httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=True) as client,
+        outbound.client(timeout=FETCH_TIMEOUT, follow_redirects=True) as client,
         client.stream("GET", feed.url, headers=headers) as response,
     ):
         body = b""
         for chunk in response.iter_bytes():
             body += chunk
             if len(body) > MAX_FEED_BYTES:
-                raise httpx.HTTPError(f"feed larger than {MAX_FEED_BYTES} bytes")
+                raise ValueError(f"feed larger than {MAX_FEED_BYTES} bytes")
         return Fetched(
             response.status_code,
             body,
@@ -126,14 +130,14 @@ def entries_as_articles(feed: Feed, body: bytes, now: datetime) -> list[ArticleI
     return articles
 
 
-def poll(engine: Engine, feed_id: int, now: datetime) -> PollResult:
+def poll(engine: Engine, outbound: Outbound, feed_id: int, now: datetime) -> PollResult:
     """Fetch and store one feed, recording the outcome on its row. Never raises."""
     with session_scope(engine) as session:
         feed = session.get(Feed, feed_id)
         if feed is None:
             return PollResult("error", error="feed is gone")
     try:
-        fetched = fetch(feed)
+        fetched = fetch(feed, outbound)
         if fetched.status == 304:
             result = PollResult("not-modified")
         elif fetched.status >= 400:
@@ -146,18 +150,22 @@ def poll(engine: Engine, feed_id: int, now: datetime) -> PollResult:
                     _, created = upsert(session, item, now)
                     result.new += created
                     result.updated += not created
-    except (httpx.HTTPError, ValueError, OSError) as exc:
+    except (httpx.HTTPError, OSError) as exc:
+        # What went wrong in kind, never the connection's details (no network map).
+        result = PollResult("error", error=describe(exc))
+        log.warning("feed %s: %s (%s)", feed.url, result.error, type(exc).__name__)
+    except ValueError as exc:
         result = PollResult("error", error=str(exc) or exc.__class__.__name__)
         log.warning("feed %s: %s", feed.url, result.error)
     _record(engine, feed_id, result, now, fetched if result.status == "ok" else None)
     return result
 
 
-def poll_now(engine: Engine, feed_id: int, now: datetime) -> PollResult:
+def poll_now(engine: Engine, outbound: Outbound, feed_id: int, now: datetime) -> PollResult:
     """Poll one feed at an editor's request; NotFound when there is no such feed."""
     with session_scope(engine) as session:
         get(session, feed_id)
-    return poll(engine, feed_id, now)
+    return poll(engine, outbound, feed_id, now)
 
 
 def _record(
@@ -191,10 +199,20 @@ def due(session: Session, now: datetime) -> list[int]:
     ]
 
 
-def create(session: Session, fields: dict[str, Any], now: datetime) -> Feed:
+def create(session: Session, fields: dict[str, Any], outbound: Outbound, now: datetime) -> Feed:
+    """A new feed, due at once; a URL whose host is a refused address (any spelling) or
+    this machine is refused here already, other names when each poll connects."""
     url = fields["url"]
     if not url.startswith(("http://", "https://")):
         raise InvalidInput("url", "must be an http(s) URL")
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as exc:
+        raise InvalidInput("url", "not a valid URL") from exc
+    if not host:
+        raise InvalidInput("url", "has no host")
+    if outbound.refuses_without_lookup(host):
+        raise InvalidInput("url", REFUSED)
     if session.exec(select(Feed).where(col(Feed.url) == url)).first():
         raise Conflict("this feed exists")
     feed = Feed(**fields, created_at=now, next_poll_at=now)

@@ -1,7 +1,9 @@
 """The webhook worker: claim due deliveries, POST each signed payload, record the outcome.
 
-2xx is delivered; any other answer (redirects are not followed), a network error or a
-timeout is a failed try, retried with doubling waits up to [webhooks] max_attempts.
+2xx is delivered; any other answer (redirects are not followed), a network error, a
+timeout or an endpoint at a private address (mailer.outbound refuses it before connecting)
+is a failed try, recorded without the connection's details, and retried with doubling
+waits up to [webhooks] max_attempts.
 One endpoint's deliveries of a batch go out one after another, in the order they were
 queued; different endpoints are served side by side.
 """
@@ -15,7 +17,6 @@ import ssl
 import time
 from datetime import timedelta
 
-import certifi
 import httpx
 from sqlalchemy import Engine
 
@@ -23,6 +24,7 @@ from mailer.clock import Clock
 from mailer.config import WebhookSettings
 from mailer.db import session_scope
 from mailer.logs import redact
+from mailer.outbound import Outbound, describe, tls_context
 from mailer.webhooks import queue, signing
 
 log = logging.getLogger(__name__)
@@ -31,14 +33,6 @@ BATCH_SIZE = 50
 CONCURRENCY = 10
 BODY_EXCERPT_BYTES = 300
 USER_AGENT = "mailer-webhooks"
-
-
-def tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """Public CAs (certifi), and the certificates in `ca_file` too when it is set."""
-    context = ssl.create_default_context(cafile=certifi.where())
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 def headers_for(claimed: queue.Claimed, timestamp: int) -> dict[str, str]:
@@ -61,11 +55,13 @@ class WebhookSender:
         engine: Engine,
         settings: WebhookSettings,
         clock: Clock,
+        outbound: Outbound,
         verify: ssl.SSLContext | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.outbound = outbound
         self.verify = verify or tls_context()
         self.wake = asyncio.Event()
 
@@ -74,12 +70,12 @@ class WebhookSender:
         """Long enough for a whole batch to one endpoint to time out, and some."""
         return timedelta(seconds=self.settings.timeout_seconds * BATCH_SIZE + 60)
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+    def client(self) -> httpx.AsyncClient:
+        """The client deliveries are posted with: no redirects, no proxy from the
+        environment, only to addresses [network] permits."""
+        return self.outbound.async_client(
             timeout=self.settings.timeout_seconds,
-            follow_redirects=False,
             verify=self.verify,
-            trust_env=False,
             headers={"User-Agent": USER_AGENT},
         )
 
@@ -128,7 +124,7 @@ class WebhookSender:
         except httpx.TimeoutException as exc:
             error = f"timed out after {self.settings.timeout_seconds:g} s ({type(exc).__name__})"
         except Exception as exc:  # a network error, a bad certificate, a URL httpx refuses
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = describe(exc)
         duration_ms = int((time.monotonic() - started) * 1000)
         return queue.Outcome(
             claimed.delivery_id, claimed.attempt, at, status_code, error, duration_ms
@@ -142,7 +138,7 @@ class WebhookSender:
             return 0
         async with contextlib.AsyncExitStack() as stack:
             if client is None:
-                client = await stack.enter_async_context(self._client())
+                client = await stack.enter_async_context(self.client())
             semaphore = asyncio.Semaphore(CONCURRENCY)
             by_endpoint: dict[int, list[queue.Claimed]] = {}
             for item in claimed:
@@ -160,7 +156,7 @@ class WebhookSender:
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, polling every [webhooks] poll_interval_seconds."""
         log.info("webhook sender started")
-        async with self._client() as client:
+        async with self.client() as client:
             while not stop.is_set():
                 tried = 0
                 try:

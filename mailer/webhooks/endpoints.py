@@ -1,14 +1,15 @@
 """Editors' webhook endpoints: register, change, remove, and the rules a URL must meet.
 
 A URL must be https:// with a host name and no user name or password in it; plain http://
-and loopback hosts (localhost, 127.0.0.0/8, ::1) are accepted only with [webhooks]
-allow_http, which is meant for a development machine. Removing an endpoint deletes its
-deliveries, pending ones included, and their attempts.
+is accepted only with [webhooks] allow_http, which is meant for a development machine. A
+host that is a private address in any spelling, or this machine's name, is refused here
+already (unless [network] allowed_private_networks has it); names are checked when each
+delivery connects (mailer.outbound). Removing an endpoint deletes its deliveries,
+pending ones included, and their attempts.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -19,24 +20,13 @@ from sqlmodel import Session, col, select
 
 from mailer.config import WebhookSettings
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from mailer.outbound import REFUSED, Outbound
 from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.webhooks import signing
 from mailer.webhooks.events import forget_endpoints
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
-
-
-def check_url(url: str, settings: WebhookSettings) -> str:
+def check_url(url: str, settings: WebhookSettings, outbound: Outbound) -> str:
     """The URL, trimmed, if an endpoint may have it; InvalidInput (a 422) otherwise."""
     url = url.strip()
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -56,8 +46,8 @@ def check_url(url: str, settings: WebhookSettings) -> str:
         raise InvalidInput("url", "must not carry a user name or password")
     if parts.fragment:
         raise InvalidInput("url", "must not have a #fragment")
-    if _is_loopback(parts.hostname) and not settings.allow_http:
-        raise InvalidInput("url", "must not point at this machine")
+    if outbound.refuses_without_lookup(httpx.URL(url).host):
+        raise InvalidInput("url", REFUSED)
     return url
 
 
@@ -100,11 +90,12 @@ def create(
     events: Iterable[str],
     description: str,
     settings: WebhookSettings,
+    outbound: Outbound,
     now: datetime,
 ) -> WebhookEndpoint:
     """Side effect: a new enabled endpoint with a fresh secret."""
     endpoint = WebhookEndpoint(
-        url=check_url(url, settings),
+        url=check_url(url, settings, outbound),
         events=check_events(events),
         description=check_description(description),
         secret=signing.new_secret(),
@@ -121,6 +112,7 @@ def update(
     session: Session,
     endpoint: WebhookEndpoint,
     settings: WebhookSettings,
+    outbound: Outbound,
     *,
     url: str | None = None,
     events: Iterable[str] | None = None,
@@ -128,7 +120,7 @@ def update(
     enabled: bool | None = None,
 ) -> WebhookEndpoint:
     """Side effect: the given fields changed (all checked before any is set)."""
-    new_url = check_url(url, settings) if url is not None else endpoint.url
+    new_url = check_url(url, settings, outbound) if url is not None else endpoint.url
     new_events = check_events(events) if events is not None else endpoint.events
     new_description = check_description(description) if description is not None else None
     endpoint.url = new_url

@@ -22,7 +22,7 @@ def create_feed(
     body: FeedCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> FeedPublic:
     """Add a feed; it is polled at once and then every `interval_minutes`."""
-    return public(feeds.create(session, body.model_dump(), services.clock.now()))
+    return public(feeds.create(session, body.model_dump(), services.outbound, services.clock.now()))
 
 
 @router.get("", response_model=list[FeedPublic])
@@ -34,7 +34,9 @@ def list_feeds(session: SessionDep, _editor: EditorDep) -> list[FeedPublic]:
 async def poll_now(feed_id: int, services: ServicesDep, _editor: EditorDep) -> PollOutcome:
     """Poll the feed now and say what came of it."""
 
-    result = await run_in_threadpool(feeds.poll_now, services.engine, feed_id, services.clock.now())
+    result = await run_in_threadpool(
+        feeds.poll_now, services.engine, services.outbound, feed_id, services.clock.now()
+    )
     return PollOutcome(
         status=result.status, new=result.new, updated=result.updated, error=result.error
     )

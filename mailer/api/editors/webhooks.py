@@ -114,6 +114,7 @@ def create_webhook(
         body.events,
         body.description,
         services.settings.webhooks,
+        services.outbound,
         services.clock.now(),
     )
     return WebhookCreated.model_validate(
@@ -149,7 +150,11 @@ def update_webhook(
     wait until it is enabled again)."""
     endpoint = endpoints.get(session, webhook_id)
     endpoints.update(
-        session, endpoint, services.settings.webhooks, **body.model_dump(exclude_unset=True)
+        session,
+        endpoint,
+        services.settings.webhooks,
+        services.outbound,
+        **body.model_dump(exclude_unset=True),
     )
     return public(endpoint, counts_for(session, endpoint))
 

@@ -5,7 +5,9 @@ Every SNS message is checked before anything is read from it: its topic must be 
 (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA, over the fields SNS signs) must verify
 with the certificate at its SigningCertURL, which must be https on a host matching
 `sns_certificate_hosts`. A subscription is confirmed by fetching its SubscribeURL, on such
-a host too. A notification's Message is SES's JSON: bounces and complaints become Reports.
+a host too. Both are fetched through mailer.outbound, so a host that resolves to a private
+address is refused (403) without being fetched. A notification's Message is SES's JSON:
+bounces and complaints become Reports.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ import binascii
 import json
 import logging
 import re
-import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import certifi
 import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +34,7 @@ from mailer.bounces.providers.base import Refused, json_object, mapping, objects
 from mailer.bounces.verp import outbox_id_in
 from mailer.clock import Clock
 from mailer.config import BounceSettings
+from mailer.outbound import REFUSED, Outbound, PrivateAddress, tls_context
 from mailer.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -78,23 +79,18 @@ def canonical_string(message: Mapping[str, Any]) -> bytes:
     return "".join(lines).encode()
 
 
-def tls_context(ca_file: str) -> ssl.SSLContext:
-    """Public CAs, and those in `ca_file` too when it is set."""
-    context = ssl.create_default_context(cafile=certifi.where())
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
 class SesReceiver:
     """POST /webhooks/bounces/ses: SNS messages for the configured SES topics."""
 
     name = "ses"
 
-    def __init__(self, settings: BounceSettings, signer: Signer, clock: Clock) -> None:
+    def __init__(
+        self, settings: BounceSettings, signer: Signer, clock: Clock, outbound: Outbound
+    ) -> None:
         self.settings = settings
         self.signer = signer
         self.clock = clock
+        self.outbound = outbound
         self.hosts = re.compile(settings.sns_certificate_hosts)
         self.tls = tls_context(settings.sns_certificate_ca_file)
         self._certificates: dict[str, rsa.RSAPublicKey] = {}
@@ -261,16 +257,11 @@ class SesReceiver:
         log.info("confirmed the SNS subscription to an SES topic")
 
     async def _fetch(self, url: str, limit: int, what: str) -> bytes:
-        """GET the URL (no redirects, at most `limit` bytes); a failure is a 503, so SNS
-        tries again later."""
+        """GET the URL (no redirects, at most `limit` bytes); a private address is a 403,
+        another failure a 503, so SNS tries again later."""
         try:
             async with (
-                httpx.AsyncClient(
-                    timeout=HTTP_TIMEOUT_SECONDS,
-                    verify=self.tls,
-                    follow_redirects=False,
-                    trust_env=False,
-                ) as client,
+                self.outbound.async_client(timeout=HTTP_TIMEOUT_SECONDS, verify=self.tls) as client,
                 client.stream("GET", url) as answer,
             ):
                 if answer.status_code != 200:
@@ -281,6 +272,9 @@ class SesReceiver:
                     if len(received) > limit:
                         raise Refused(503, f"{what} is larger than {limit} bytes")
                 return bytes(received)
+        except PrivateAddress as exc:
+            log.warning("fetching %s refused: its host is a private address", what)
+            raise Refused(403, f"{what}: {REFUSED}") from exc
         except httpx.HTTPError as exc:
             log.warning("fetching %s failed: %s", what, type(exc).__name__)
             raise Refused(503, f"{what} could not be fetched") from exc

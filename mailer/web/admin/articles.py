@@ -143,7 +143,7 @@ def add_feed(
             default_topics=_topics(topics),
             interval_minutes=interval_minutes.strip() or "15",  # type: ignore[arg-type]
         )
-        feeds.create(session, body.model_dump(), services.clock.now())
+        feeds.create(session, body.model_dump(), services.outbound, services.clock.now())
     except (ValidationError, InvalidInput) as exc:
         return _feeds_page(request, current, session, _problems(exc), typed, 422)
     except Conflict:
@@ -158,7 +158,9 @@ def add_feed(
 @router.post("/feeds/{feed_id}/poll")
 async def poll_feed(feed_id: int, services: ServicesDep, _current: PostedDep) -> Response:
     """Poll now, as POST /api/v1/feeds/{id}/poll does; the page then shows the result."""
-    await run_in_threadpool(feeds.poll_now, services.engine, feed_id, services.clock.now())
+    await run_in_threadpool(
+        feeds.poll_now, services.engine, services.outbound, feed_id, services.clock.now()
+    )
     return redirect("/admin/articles/feeds", "polled")
 
 

@@ -112,7 +112,13 @@ def create_endpoint(
     """A new endpoint; its signing secret is on this answer only."""
     try:
         endpoint = endpoints.create(
-            session, url, events, description, services.settings.webhooks, services.clock.now()
+            session,
+            url,
+            events,
+            description,
+            services.settings.webhooks,
+            services.outbound,
+            services.clock.now(),
         )
     except InvalidInput as exc:
         session.rollback()
@@ -161,6 +167,7 @@ def update_endpoint(
             session,
             endpoint,
             services.settings.webhooks,
+            services.outbound,
             url=url,
             events=events,
             description=description,
