@@ -154,6 +154,17 @@ def ping(engine: Engine) -> bool:
         return False
 
 
+def serves(engine: Engine) -> bool:
+    """True when the database answers and holds mailer's schema (an empty SQLite file made
+    in place of a lost one answers SELECT 1, but serves nothing)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT version_num FROM alembic_version"))
+        return True
+    except Exception:  # any failure at all means not ready; /readyz says so
+        return False
+
+
 def insert_many_unless_present(
     session: Session, model: Any, unique_column: str, rows: list[dict[str, Any]]
 ) -> None:

@@ -1,10 +1,14 @@
-"""Domain errors as HTTP answers for the editors' API."""
+"""Domain errors as HTTP answers for the editors' API, and the database not answering as
+a 503 on every route (`unavailable`)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 
+from mailer.api import unavailable
+from mailer.db import DatabaseBusy
 from mailer.subscriptions.errors import (
     Conflict,
     Expired,
@@ -43,3 +47,11 @@ def install(app: FastAPI) -> None:
         if is_admin(request):
             return error_page(request, status, _detail(exc))
         return JSONResponse({"detail": _detail(exc)}, status_code=status)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        if not unavailable.is_outage(exc):
+            raise exc  # a wrong query is a bug: the server error it always was
+        return unavailable.answer(request, exc)
+
+    for kind in (*unavailable.OUTAGES, DBAPIError, DatabaseBusy):
+        app.add_exception_handler(kind, database_error)

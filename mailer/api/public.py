@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from mailer.api.deps import ServicesDep, client_ip
 from mailer.api.responses import READERS
-from mailer.db import ping, session_scope
+from mailer.db import serves, session_scope
 from mailer.delivery import outbox
 from mailer.models import MailingList, Subscriber, SubscriptionStatus
 from mailer.ratelimit import retry_after_header
@@ -757,8 +757,8 @@ def healthz() -> dict[str, str]:
     "/readyz", tags=["health"], responses={503: {"description": "The database does not answer."}}
 )
 def readyz(services: ServicesDep) -> Response:
-    """The database answers."""
-    if ping(services.engine):
+    """The database answers, with mailer's schema in it."""
+    if serves(services.engine):
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "database unreachable"}, status_code=503)
 

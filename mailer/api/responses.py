@@ -31,6 +31,7 @@ EDITORS: Responses = {
     409: _json("It exists already, or its state does not allow this."),
     413: _json("The request body is too large."),
     422: _json("A value is invalid; `detail` says which and why."),
+    503: _json("The database does not answer just now; try again after Retry-After seconds."),
 }
 """What any /api/v1 call may answer besides its success."""
 
@@ -53,6 +54,7 @@ READERS: Responses = {
     415: _reader("The body is neither JSON, urlencoded nor multipart."),
     422: _reader("A field is invalid (a bad address, an unknown list, ...)."),
     429: _reader("Too many requests from this network or for this address; see Retry-After."),
+    503: _reader("The database does not answer just now; try again after Retry-After seconds."),
 }
 """What the readers' routes (forms, signup, confirm, unsubscribe, archive) may answer
 besides their success: a page for browsers, `{"detail": ...}` for scripts."""
