@@ -7,11 +7,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from mailer.config import Settings
+from mailer.subscriptions.addresses import ascii_domain
 
 
 def sender_domain(settings: Settings) -> str:
-    """The From address's domain, else the public URL's host."""
-    return (
+    """The From address's domain, else the public URL's host; in IDNA (ASCII) form, as it
+    goes into Message-IDs and envelope addresses."""
+    return ascii_domain(
         settings.mail.from_address.rpartition("@")[2]
         or urlsplit(settings.public_url).hostname
         or "localhost"

@@ -56,6 +56,8 @@ class Received:
     data: bytes
     peer: tuple[str, int] = ("", 0)
     """The client's address and port: one per SMTP connection."""
+    mail_options: list[str] = field(default_factory=list)
+    """The MAIL FROM parameters the client gave (SMTPUTF8, ...)."""
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -97,13 +99,18 @@ class RecordingHandler:
                     list(envelope.rcpt_tos),
                     bytes(envelope.original_content or b""),
                     tuple(session.peer) if session.peer else ("", 0),  # type: ignore[arg-type]
+                    list(envelope.mail_options),
                 )
             )
         return "250 Message accepted"
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    """A relay on loopback; `smtputf8` makes it offer SMTPUTF8 (RFC 6531), which it does
+    not by default."""
+
+    def __init__(self, smtputf8: bool = False) -> None:
+        self.smtputf8 = smtputf8
         self.handler = RecordingHandler()
         self.port = free_port()
         self.controller: Controller | None = None
@@ -112,7 +119,12 @@ class SmtpSink:
     def start(self) -> None:
         if not self.running:
             # A stopped controller cannot be started again: a new one on the same port.
-            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller = Controller(
+                self.handler,
+                hostname="127.0.0.1",
+                port=self.port,
+                enable_SMTPUTF8=self.smtputf8,
+            )
             self.controller.start()
             self.running = True
 

@@ -9,11 +9,21 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 
 from mailer.delivery.render import MARKER_PATTERN, RenderedMail
+from mailer.subscriptions.addresses import wire_address
 
 _POLICY = SMTP.clone(max_line_length=78)
+
+
+def header_address(value: str) -> str:
+    """An address header value from the settings ("Name <a@b>" or "a@b") with each address
+    in its wire form (IDNA domain)."""
+    pairs = getaddresses([value])
+    if not pairs or not all(address for _, address in pairs):
+        return value
+    return ", ".join(formataddr((name, wire_address(address))) for name, address in pairs)
 
 
 def build(
@@ -30,12 +40,12 @@ def build(
     """The wire bytes of one message. The header policy refuses CR/LF in any value.
 
     `raw_headers` are ASCII values written as they are, one item per folded line (the
-    policy would encode a long URL as RFC 2047 words, which mail clients do not follow).
+    policy would encode a long URL as RFC 2047 words, which mail clients do not follow);
+    so is `To` (see `to_header`).
     """
     message = EmailMessage(policy=_POLICY)
-    local, _, domain = from_address.rpartition("@")
+    local, _, domain = wire_address(from_address).rpartition("@")
     message["From"] = Address(display_name=from_name, username=local, domain=domain)
-    message["To"] = to_address
     message["Subject"] = mail.subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=msgid_domain)
@@ -44,7 +54,17 @@ def build(
         message[name] = value
     message.set_content(mail.text, cte="quoted-printable")
     message.add_alternative(mail.html, subtype="html", cte="quoted-printable")
-    return raw_header_lines(raw_headers or []) + message.as_bytes()
+    return raw_header_lines(raw_headers or []) + to_header(to_address) + message.as_bytes()
+
+
+def to_header(to_address: str) -> bytes:
+    """`To:` with the address in its wire form, written as it is: ASCII, or raw UTF-8 for a
+    non-ASCII local part (RFC 6532, sent with SMTPUTF8). The email package would write
+    the latter as RFC 2047 encoded words, which are not allowed in an address."""
+    address = wire_address(to_address)
+    if not address.isprintable() or any(c in address for c in "<>,;"):
+        raise ValueError("unsafe recipient address")
+    return f"To: {address}\r\n".encode()
 
 
 def raw_header_lines(headers: list[tuple[str, list[str]]]) -> bytes:
@@ -71,7 +91,7 @@ class BulkMessageMaker:
         self, from_name: str, from_address: str, msgid_domain: str, extra_headers: dict[str, str]
     ) -> None:
         skeleton = EmailMessage(policy=_POLICY)
-        local, _, domain = from_address.rpartition("@")
+        local, _, domain = wire_address(from_address).rpartition("@")
         skeleton["From"] = Address(display_name=from_name, username=local, domain=domain)
         for name, value in extra_headers.items():
             skeleton[name] = value
@@ -111,7 +131,11 @@ class BulkMessageMaker:
 
     def takes(self, to_address: str, subject: str) -> bool:
         """Whether this fast path can write these headers (plain ASCII, not too long)."""
-        return _plain_header(to_address) and _plain_header(subject) and len(subject) < 900
+        return (
+            _plain_header(wire_address(to_address))
+            and _plain_header(subject)
+            and len(subject) < 900
+        )
 
     def prepare(self, mail: RenderedMail) -> PreparedBody:
         """Encode a body once for many recipients; their values go in by `build_prepared`."""
@@ -152,7 +176,8 @@ class BulkMessageMaker:
     ) -> bytes:
         boundary = self._boundary
         head = (
-            f"To: {to_address}\r\nSubject: {subject}\r\nDate: {format_datetime(now)}\r\n"
+            f"To: {wire_address(to_address)}\r\nSubject: {subject}\r\n"
+            f"Date: {format_datetime(now)}\r\n"
             f"Message-ID: <{uuid.uuid4().hex}@{self._msgid_domain}>\r\n"
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
         )

@@ -16,6 +16,7 @@ import aiosmtplib
 
 from mailer import files
 from mailer.config import RelaySettings, SmtpSettings
+from mailer.subscriptions.addresses import wire_address
 
 ENHANCED_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\b")
 
@@ -155,8 +156,10 @@ class SmtpRelay:
         self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
     ) -> str:
         """One SMTP transaction: MAIL, RCPT, DATA. The addresses were validated when they
-        were stored, so they go out as they are (aiosmtplib still refuses control
-        characters); a refusal before DATA is followed by RSET on the same connection."""
+        were stored, so they go out in their wire form (IDNA domain; SMTPUTF8 only for a
+        non-ASCII local part); a refusal before DATA is followed by RSET on the same
+        connection."""
+        sender, recipient = wire_address(sender), wire_address(recipient)
         try:
             mailbox_options, encoding = _mailbox_encoding(client, sender, recipient)
             await _expect(
