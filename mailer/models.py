@@ -528,3 +528,28 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str = Field(default="", sa_column=Column(Text, nullable=False))
     duration_ms: int = 0
+
+
+class ProviderNotificationToken(SQLModel, table=True):
+    """A token or notification id that a provider's webhook has used, kept while a
+    notification carrying it could still pass its provider's checks, so that a replay
+    (the same notification again, or a captured signature on another body) is not
+    acted on twice (see mailer.bounces.replay)."""
+
+    __tablename__ = "provider_notification_tokens"
+    __table_args__ = (
+        UniqueConstraint("provider", "token_hash", name="uq_provider_notification_tokens_provider"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64)
+    """SHA-256 (hex) of what identifies the notification: `token:<Mailgun token>`,
+    `event:<Mailgun event id>`, `message:<SNS MessageId>`, `record:<Postmark record>`."""
+    body_hash: str = Field(max_length=64)
+    """SHA-256 (hex) of the part of the notification acted on: a second use with the same
+    one is the same notification again, with another one a forgery."""
+    seen_at: datetime
+    keep_until: datetime = Field(index=True)
+    """After this, the provider's own checks (its timestamp window) refuse the
+    notification, so the row may go."""

@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 
 from mailer import accounts
+from mailer.bounces import replay
 from mailer.config import Settings
 from mailer.content import feeds
 from mailer.db import session_scope
@@ -212,13 +213,15 @@ def poll_due_feeds(services: Services) -> dict[int, str]:
 
 def purge_job(services: Services) -> int:
     """Drop unconfirmed signups past their expiry and the purge period (returns how many),
-    the editors' sign-ins that expired or were ended, and old webhook deliveries."""
+    the editors' sign-ins that expired or were ended, old webhook deliveries, and
+    providers' notification tokens past their window."""
     older_than = timedelta(hours=services.settings.signup.pending_purge_after_hours)
     keep_deliveries = timedelta(days=services.settings.webhooks.keep_days)
     with session_scope(services.engine) as session:
         purged = purge_unconfirmed(session, older_than, services.clock.now())
         accounts.purge_sessions(session, services.clock.now())
         retention.purge_older_than(session, keep_deliveries, services.clock.now())
+        replay.purge(session, services.clock.now())
     if purged:
         log.info("purged %d unconfirmed subscriptions", purged)
     return purged

@@ -344,3 +344,5 @@ class BounceWebhookAnswer(BaseModel):
     """Recipients it reported on (0 for notifications that are not bounces or complaints)."""
     recorded: int
     """Of those, the ones recorded as bounce events (readers of ours, and failures)."""
+    already_processed: bool = False
+    """The same notification was taken in before: this one changed nothing."""

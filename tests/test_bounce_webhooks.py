@@ -16,6 +16,7 @@ import json
 import logging
 import ssl
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
+from mailer import config
+from mailer.api.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.models import (
@@ -39,12 +42,14 @@ from mailer.models import (
     ConsentAction,
     ConsentEvent,
     OutboxMessage,
+    ProviderNotificationToken,
     Subscriber,
     Subscription,
     SubscriptionStatus,
     Suppression,
 )
-from mailer.services import Services
+from mailer.scheduling import purge_job
+from mailer.services import Services, build
 from mailer.subscriptions import transfer
 from tests.conftest import count_rows
 
@@ -97,10 +102,12 @@ class SnsHost:
 
 
 @pytest.fixture
-def sns_host(tmp_path: Path) -> Iterator[SnsHost]:
+def sns_host(tmp_path: Path, clock: FrozenClock) -> Iterator[SnsHost]:
     now = datetime.now(UTC)
     signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    signing_pem = _certificate(signing_key, "sns.amazonaws.com", now).public_bytes(
+    # The signing certificate is checked against the test clock, the TLS one (below)
+    # against the machine's.
+    signing_pem = _certificate(signing_key, "sns.amazonaws.com", clock.now()).public_bytes(
         serialization.Encoding.PEM
     )
     tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -193,10 +200,11 @@ def sns_notification(
     *,
     topic: str = TOPIC,
     version: str = "1",
+    message_id: str | None = None,
 ) -> dict[str, str]:
     message = {
         "Type": "Notification",
-        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "MessageId": message_id or str(uuid.uuid4()),  # SNS gives each message its own
         "TopicArn": topic,
         "Message": json.dumps(ses_message),
         "Timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
@@ -312,7 +320,7 @@ def test_a_signed_ses_hard_bounce_suppresses_the_address(
     add_readers(services, clock, READER, OTHER_READER)
     answer = post_sns(client, sns_notification(sns_host, ses_bounce(READER), clock.now()))
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"reports": 1, "recorded": 1}
+    assert answer.json() == {"reports": 1, "recorded": 1, "already_processed": False}
     assert suppression_reason(services, READER) == "hard-bounce"
     assert suppression_reason(services, OTHER_READER) is None
     with session_scope(services.engine) as session:
@@ -340,7 +348,11 @@ def test_a_policy_refusal_alerts_the_operator_and_keeps_the_reader(
     add_readers(services, clock, READER)
     caplog.set_level(logging.INFO)
     message = sns_notification(sns_host, ses_bounce(READER, "5.7.26"), clock.now())
-    assert post_sns(client, message).json() == {"reports": 1, "recorded": 1}
+    assert post_sns(client, message).json() == {
+        "reports": 1,
+        "recorded": 1,
+        "already_processed": False,
+    }
     assert suppression_reason(services, READER) is None
     assert statuses(services, READER) == [SubscriptionStatus.confirmed]
     alerts = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -384,7 +396,7 @@ def test_a_not_spam_report_changes_nothing(
     add_readers(services, clock, READER)
     message = sns_notification(sns_host, ses_complaint(READER, "not-spam"), clock.now())
     answer = post_sns(client, message)
-    assert answer.json() == {"reports": 1, "recorded": 0}
+    assert answer.json() == {"reports": 1, "recorded": 0, "already_processed": False}
     assert statuses(services, READER) == [SubscriptionStatus.confirmed]
     assert nothing_written(services)
 
@@ -471,7 +483,7 @@ def test_a_subscription_confirmation_fetches_the_subscribe_url_once(
     sign_sns(message, sns_host.signing_key)
     answer = post_sns(client, message)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"reports": 0, "recorded": 0}
+    assert answer.json() == {"reports": 0, "recorded": 0, "already_processed": False}
     confirmations = [p for p in sns_host.fetched if "ConfirmSubscription" in p]
     assert confirmations == ["/?Action=ConfirmSubscription&Token=2336412f"]
 
@@ -572,13 +584,18 @@ def test_a_postmark_soft_bounce_suppresses_only_after_repeats(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
     add_readers(services, clock, READER)
-    soft = postmark_bounce(READER, "SoftBounce", "Mailbox full")
-    for _ in range(services.settings.bounces.soft_limit - 1):
+    soft = [
+        {**postmark_bounce(READER, "SoftBounce", "Mailbox full"), "ID": 1000 + n}
+        for n in range(services.settings.bounces.soft_limit)
+    ]
+    for record in soft[:-1]:
         client.post(
-            "/webhooks/bounces/postmark", json=soft, headers={"Authorization": postmark_auth()}
+            "/webhooks/bounces/postmark", json=record, headers={"Authorization": postmark_auth()}
         )
     assert suppression_reason(services, READER) is None
-    client.post("/webhooks/bounces/postmark", json=soft, headers={"Authorization": postmark_auth()})
+    client.post(
+        "/webhooks/bounces/postmark", json=soft[-1], headers={"Authorization": postmark_auth()}
+    )
     assert suppression_reason(services, READER) == "soft-bounce"
 
 
@@ -739,3 +756,222 @@ def test_providers_not_configured_are_404(client: TestClient, services: Services
         )
         assert answer.status_code == 404, provider
     assert nothing_written(services)
+
+
+# ---- replays: each notification is acted on once ----------------------------------------
+
+
+def resigned(notification: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """A captured Mailgun signature put on another event (it covers timestamp and token
+    only, so it still checks out)."""
+    return {"signature": dict(notification["signature"]), "event-data": event}
+
+
+def bounce_events(services: Services) -> int:
+    return count_rows(services, BounceEvent)
+
+
+def mailgun_complaint(email: str) -> dict[str, Any]:
+    return {"event": "complained", "recipient": email, "id": f"complaint-{email}"}
+
+
+@pytest.mark.parametrize(
+    "captured, forged",
+    [
+        # Its own failure, then its signature on a complaint about another reader.
+        (mailgun_failure(READER), mailgun_complaint(OTHER_READER)),
+        # The same event about another recipient.
+        (mailgun_failure(READER), mailgun_failure(OTHER_READER)),
+        # A delivery, which nothing acts on, then its signature on a complaint.
+        ({"event": "delivered", "recipient": OTHER_READER}, mailgun_complaint(OTHER_READER)),
+        # The same event with only its severity changed.
+        (mailgun_failure(OTHER_READER, "temporary"), mailgun_failure(OTHER_READER)),
+    ],
+    ids=["complaint-about-another", "another-recipient", "after-a-delivery", "other-severity"],
+)
+def test_a_mailgun_signature_used_again_on_another_event_is_409_and_changes_nothing(
+    client: TestClient,
+    services: Services,
+    clock: FrozenClock,
+    captured: dict[str, Any],
+    forged: dict[str, Any],
+) -> None:
+    add_readers(services, clock, READER, OTHER_READER)
+    notification = mailgun_event(captured, clock.now())
+    assert client.post("/webhooks/bounces/mailgun", json=notification).status_code == 200
+    before = (bounce_events(services), count_rows(services, Suppression))
+    other_actions = actions(services, OTHER_READER)
+    clock.advance(minutes=5)  # well within the signature's 15 minutes
+
+    answer = client.post("/webhooks/bounces/mailgun", json=resigned(notification, forged))
+
+    assert answer.status_code == 409, answer.text
+    assert "already used" in answer.json()["detail"]
+    assert (bounce_events(services), count_rows(services, Suppression)) == before
+    assert statuses(services, OTHER_READER) == [SubscriptionStatus.confirmed]
+    assert actions(services, OTHER_READER) == other_actions
+
+
+def test_the_same_mailgun_notification_again_is_answered_200_and_changes_nothing(
+    client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    add_readers(services, clock, READER)
+    notification = mailgun_event(mailgun_complaint(READER), clock.now())
+    first = client.post("/webhooks/bounces/mailgun", json=notification)
+    assert first.json() == {"reports": 1, "recorded": 1, "already_processed": False}
+    reader_actions = actions(services, READER)
+    clock.advance(minutes=1)
+    # The same bytes, and the same JSON spaced and ordered otherwise.
+    for body in (
+        json.dumps(notification),
+        json.dumps(notification, indent=2, sort_keys=True),
+    ):
+        again = client.post(
+            "/webhooks/bounces/mailgun",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert again.status_code == 200, again.text
+        assert again.json() == {"reports": 1, "recorded": 0, "already_processed": True}
+    assert bounce_events(services) == 1
+    assert actions(services, READER) == reader_actions
+
+
+def test_a_mailgun_retry_of_an_event_with_a_new_signature_is_acted_on_once(
+    client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    add_readers(services, clock, READER)
+    event = {**mailgun_failure(READER, "temporary"), "id": "Ase7i2zsRYeDXztHGENqRA"}
+    first = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
+    assert first.status_code == 200
+    clock.advance(minutes=10)  # Mailgun's first retry, signed anew
+    retry = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
+    assert retry.status_code == 200
+    assert retry.json()["already_processed"] is True
+    assert bounce_events(services) == 1
+
+
+def test_used_tokens_are_purged_once_their_signatures_have_expired(
+    client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    add_readers(services, clock, READER)
+    notification = mailgun_event(mailgun_failure(READER, "temporary"), clock.now())
+    client.post("/webhooks/bounces/mailgun", json=notification)
+    assert count_rows(services, ProviderNotificationToken) == 1
+    clock.advance(minutes=20)
+    purge_job(services)
+    assert count_rows(services, ProviderNotificationToken) == 1, "kept while clocks may differ"
+    clock.advance(minutes=11)
+    purge_job(services)
+    assert count_rows(services, ProviderNotificationToken) == 0
+    # The signature's own window refuses it from then on.
+    assert client.post("/webhooks/bounces/mailgun", json=notification).status_code == 403
+    assert bounce_events(services) == 1
+
+
+def test_two_processes_taking_one_notification_at_once_act_on_it_once(
+    client: TestClient, services: Services, clock: FrozenClock, settings: config.Settings
+) -> None:
+    add_readers(services, clock, READER)
+    notification = mailgun_event(mailgun_complaint(READER), clock.now())
+    other = build(settings, clock=clock)
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def post(test_client: TestClient) -> None:
+        barrier.wait()
+        answers.append(test_client.post("/webhooks/bounces/mailgun", json=notification))
+
+    with TestClient(create_app(other, run_scheduler=False)) as other_client:
+        threads = [
+            threading.Thread(target=post, args=(c,))
+            for c in (client, other_client, client, other_client)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    other.engine.dispose()
+    assert [a.status_code for a in answers] == [200] * 4
+    assert sorted(a.json()["already_processed"] for a in answers) == [False, True, True, True]
+    assert bounce_events(services) == 1
+    assert actions(services, READER).count(ConsentAction.unsubscribed) == 1
+
+
+def test_the_same_ses_notification_again_is_acted_on_once(
+    client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
+) -> None:
+    add_readers(services, clock, READER)
+    ses_message = ses_bounce(READER, "4.2.2")  # soft: each one would count to the limit
+    message = sns_notification(sns_host, ses_message, clock.now())
+    assert post_sns(client, message).json()["already_processed"] is False
+    for _ in range(services.settings.bounces.soft_limit):
+        clock.advance(minutes=5)  # SNS retries, or a replay within the hour
+        again = post_sns(client, message)
+        assert again.status_code == 200
+        assert again.json() == {"reports": 1, "recorded": 0, "already_processed": True}
+    assert bounce_events(services) == 1
+    assert suppression_reason(services, READER) is None
+
+
+def test_another_ses_message_under_a_used_message_id_is_409(
+    client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
+) -> None:
+    add_readers(services, clock, READER, OTHER_READER)
+    first = sns_notification(sns_host, ses_bounce(READER), clock.now())
+    assert post_sns(client, first).status_code == 200
+    second = sns_notification(
+        sns_host, ses_complaint(OTHER_READER), clock.now(), message_id=first["MessageId"]
+    )
+    answer = post_sns(client, second)
+    assert answer.status_code == 409
+    assert statuses(services, OTHER_READER) == [SubscriptionStatus.confirmed]
+    assert bounce_events(services) == 1
+
+
+def test_the_same_postmark_record_again_is_acted_on_once(
+    client: TestClient, services: Services, clock: FrozenClock
+) -> None:
+    add_readers(services, clock, READER)
+    complaint = {
+        "RecordType": "SpamComplaint",
+        "Type": "SpamComplaint",
+        "ID": 42,
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Email": READER,
+        "BouncedAt": "2026-11-26T01:00:00Z",
+    }
+    headers = {"Authorization": postmark_auth()}
+    assert (
+        client.post("/webhooks/bounces/postmark", json=complaint, headers=headers).json()[
+            "recorded"
+        ]
+        == 1
+    )
+    reader_actions = actions(services, READER)
+    clock.advance(days=2)  # Postmark signs no time: a record is known by its ID for 30 days
+    again = client.post("/webhooks/bounces/postmark", json=complaint, headers=headers)
+    assert again.status_code == 200
+    assert again.json()["already_processed"] is True
+    assert actions(services, READER) == reader_actions
+    assert bounce_events(services) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"Email": OTHER_READER}, {"Type": "HardBounce", "Email": OTHER_READER}],
+    ids=["another-recipient", "another-kind"],
+)
+def test_another_postmark_record_under_a_used_id_is_409(
+    client: TestClient, services: Services, clock: FrozenClock, changed: dict[str, str]
+) -> None:
+    add_readers(services, clock, READER, OTHER_READER)
+    headers = {"Authorization": postmark_auth()}
+    record = postmark_bounce(READER, "SoftBounce", "Mailbox full")
+    assert (
+        client.post("/webhooks/bounces/postmark", json=record, headers=headers).status_code == 200
+    )
+    answer = client.post("/webhooks/bounces/postmark", json={**record, **changed}, headers=headers)
+    assert answer.status_code == 409
+    assert suppression_reason(services, OTHER_READER) is None
+    assert bounce_events(services) == 1

@@ -2,7 +2,11 @@
 
 A provider's endpoint exists only once it is configured ([bounces] settings); each
 notification's signature or credentials are checked by its receiver before anything is
-read, and its reports are handled in one transaction.
+read, and its reports are handled in one transaction, together with the record of its
+tokens and ids (mailer.bounces.replay): the same notification again is answered 200
+"already processed" (what makes a provider stop retrying) and changes nothing; another
+notification under a token or id already spent (a captured signature on a forged body)
+is refused with 409 and changes nothing either.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from mailer.api.responses import ApiError, Responses
-from mailer.bounces import handling
-from mailer.bounces.providers.base import Receiver, Refused
+from mailer.bounces import handling, replay
+from mailer.bounces.providers.base import Notification, Receiver, Refused
 from mailer.bounces.providers.mailgun import MailgunReceiver
 from mailer.bounces.providers.postmark import PostmarkReceiver
 from mailer.bounces.providers.ses import SesReceiver
@@ -46,6 +50,8 @@ RESPONSES: Responses = {
         401: "Missing or wrong basic-auth credentials (postmark).",
         403: "A bad signature, a topic not accepted, or a notification too old.",
         404: "No such provider, or its webhook is not configured.",
+        409: "A token or notification id already used by another notification (a replay "
+        "of a captured signature on another body).",
         413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
         503: "A signing certificate or the confirmation URL could not be fetched.",
     }.items()
@@ -59,7 +65,7 @@ def make_router(services: Services) -> APIRouter:
         receiver.name: receiver
         for receiver in (
             SesReceiver(settings, services.signer, services.clock, services.outbound),
-            PostmarkReceiver(settings),
+            PostmarkReceiver(settings, services.clock),
             MailgunReceiver(settings, services.signer, services.clock),
         )
     }
@@ -80,30 +86,41 @@ def make_router(services: Services) -> APIRouter:
             raise HTTPException(404, "no bounce webhook for this provider here")
         body = await _read_body(request)
         try:
-            reports = await receiver.receive(body, request.headers)
+            notification = await receiver.receive(body, request.headers)
+            kinds = await run_in_threadpool(_handle, services, provider, notification)
         except Refused as exc:
             log.info("%s notification refused (%s): %s", provider, exc.status, exc.reason)
             raise HTTPException(exc.status, exc.reason, headers=exc.headers or None) from exc
-        kinds = await run_in_threadpool(_handle, services, reports)
+        reports = len(notification.reports)
+        if kinds is None:
+            log.info("%s notification already processed: nothing done", provider)
+            return BounceWebhookAnswer(reports=reports, recorded=0, already_processed=True)
         log.info(
-            "%s notification: %d report(s), recorded %s",
-            provider,
-            len(reports),
-            dict(kinds) or "none",
+            "%s notification: %d report(s), recorded %s", provider, reports, dict(kinds) or "none"
         )
-        return BounceWebhookAnswer(reports=len(reports), recorded=sum(kinds.values()))
+        return BounceWebhookAnswer(reports=reports, recorded=sum(kinds.values()))
 
     return router
 
 
-def _handle(services: Services, reports: list[handling.Report]) -> Counter[str]:
-    """Every report of one notification, in one transaction; the kinds recorded."""
+def _handle(services: Services, provider: str, notification: Notification) -> Counter[str] | None:
+    """Every report of one notification, in one transaction with the record of its
+    tokens and ids; the kinds recorded, or None when it was processed before. A
+    notification under a spent token or id is `Refused` (409) and writes nothing."""
     kinds: Counter[str] = Counter()
-    if not reports:
+    if not notification.reports and notification.identity is None:
         return kinds
     now = services.clock.now()
     with session_scope(services.engine) as session:
-        for report in reports:
+        if notification.identity is not None:
+            seen = replay.remember(session, provider, notification.identity, now)
+            if seen == replay.Seen.conflict:
+                raise Refused(
+                    409, "this token or notification id was already used by another notification"
+                )
+            if seen == replay.Seen.repeat:
+                return None
+        for report in notification.reports:
             outcome = handling.handle(session, report, services.settings.bounces, now)
             if outcome.kind is not None:
                 kinds[outcome.kind.value] += 1

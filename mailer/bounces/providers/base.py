@@ -1,12 +1,15 @@
-"""What every provider's receiver shares: the refusal it raises, and the shape it has."""
+"""What every provider's receiver shares: the refusal it raises, what it reads a
+notification into, and the shape it has."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mailer.bounces.handling import Report
+from mailer.bounces.replay import Identity
 
 
 class Refused(Exception):
@@ -20,6 +23,15 @@ class Refused(Exception):
         self.headers = headers or {}
 
 
+@dataclass(frozen=True)
+class Notification:
+    """A checked notification: its reports, and what identifies it so that it is acted
+    on once (None: nothing in it could be acted on twice)."""
+
+    reports: list[Report]
+    identity: Identity | None = None
+
+
 class Receiver(Protocol):
     """One provider's webhook: off unless configured; reads a checked notification."""
 
@@ -28,8 +40,8 @@ class Receiver(Protocol):
     @property
     def configured(self) -> bool: ...
 
-    async def receive(self, body: bytes, headers: Mapping[str, str]) -> list[Report]:
-        """The reports in a notification whose signature checks out, or `Refused`."""
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> Notification:
+        """A notification whose signature checks out, or `Refused`."""
         ...
 
 

@@ -2,8 +2,12 @@
 
 Each notification carries `signature: {timestamp, token, signature}`, the signature being
 HMAC-SHA256 of timestamp + token under `[bounces] mailgun_signing_key`. It is checked in
-constant time and refused when the timestamp is more than 15 minutes away. `failed`
-events are bounces (`severity` permanent or temporary), `complained` events abuse reports.
+constant time and refused when the timestamp is more than 15 minutes away. As the
+signature does not cover the event, a token is good for one notification only: a second
+use with another event is refused (mailer.bounces.replay), and the same event again (by
+its token or its `event-data.id`, which Mailgun keeps when it retries) is acted on once.
+`failed` events are bounces (`severity` permanent or temporary), `complained` events
+abuse reports.
 """
 
 from __future__ import annotations
@@ -12,17 +16,24 @@ import hashlib
 import hmac
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailer.bounces.classify import find_status
 from mailer.bounces.handling import Report
-from mailer.bounces.providers.base import Refused, json_object, mapping, text
+from mailer.bounces.providers.base import Notification, Refused, json_object, mapping, text
+from mailer.bounces.replay import Identity, Key, canonical
 from mailer.bounces.verp import outbox_id_in
 from mailer.clock import Clock
 from mailer.config import BounceSettings
 from mailer.tokens import Signer
 
 MAX_AGE_SECONDS = 15 * 60
+TOKEN_KEPT = timedelta(seconds=2 * MAX_AGE_SECONDS)
+"""How long past its timestamp a used token is remembered: past the window, with room for
+clocks that differ between processes."""
+EVENT_KEPT = timedelta(hours=9)
+"""How long an acted-on event's id is remembered: Mailgun retries for 8 hours."""
 ALREADY_BOUNCED = "5.1.1"
 """Mailgun's `suppress-bounce`: it sent nothing because the address bounced before."""
 
@@ -41,10 +52,20 @@ class MailgunReceiver:
     def configured(self) -> bool:
         return bool(self.settings.mailgun_signing_key.get_secret_value())
 
-    async def receive(self, body: bytes, headers: Mapping[str, str]) -> list[Report]:
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> Notification:
         notification = json_object(body)
-        self._check_signature(mapping(notification.get("signature")))
+        token, signed_at = self._check_signature(mapping(notification.get("signature")))
         event = mapping(notification.get("event-data"))
+        reports = self._reports(event)
+        # The token is spent whatever the event, so that a captured signature of an event
+        # not acted on (a delivery) cannot carry a complaint either.
+        keys = [Key(f"token:{token}", signed_at + TOKEN_KEPT)]
+        event_id = text(event.get("id"), 256)
+        if reports and event_id:
+            keys.append(Key(f"event:{event_id}", self.clock.now() + EVENT_KEPT))
+        return Notification(reports, Identity(tuple(keys), canonical(event)))
+
+    def _reports(self, event: dict[str, Any]) -> list[Report]:
         name = text(event.get("event"), 32)
         address = text(event.get("recipient"), 320)
         outbox_id = outbox_id_in(
@@ -88,7 +109,8 @@ class MailgunReceiver:
             address=address,
         )
 
-    def _check_signature(self, signature: dict[str, Any]) -> None:
+    def _check_signature(self, signature: dict[str, Any]) -> tuple[str, datetime]:
+        """The signature's token and time, once the signature checks out."""
         timestamp = text(signature.get("timestamp"), 32)
         token = text(signature.get("token"), 256)
         given = text(signature.get("signature"), 128)
@@ -106,3 +128,4 @@ class MailgunReceiver:
             abs(self.clock.now().timestamp() - signed_at) > MAX_AGE_SECONDS
         ):
             raise Refused(403, "the signature is more than 15 minutes old (or ahead)")
+        return token, datetime.fromtimestamp(signed_at, UTC)

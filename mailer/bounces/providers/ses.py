@@ -7,7 +7,10 @@ with the certificate at its SigningCertURL, which must be https on a host matchi
 `sns_certificate_hosts`. A subscription is confirmed by fetching its SubscribeURL, on such
 a host too. Both are fetched through mailer.outbound, so a host that resolves to a private
 address is refused (403) without being fetched. A notification's Message is SES's JSON:
-bounces and complaints become Reports.
+bounces and complaints become Reports. The signature covers the whole notification, so
+it cannot be moved to another body; the same notification again (SNS retries, or a
+replay within the hour) is known by its MessageId and acted on once
+(mailer.bounces.replay).
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mailer.bounces.classify import find_status
 from mailer.bounces.handling import Report
-from mailer.bounces.providers.base import Refused, json_object, mapping, objects, text
+from mailer.bounces.providers.base import (
+    Notification,
+    Refused,
+    json_object,
+    mapping,
+    objects,
+    text,
+)
+from mailer.bounces.replay import Identity, Key, canonical
 from mailer.bounces.verp import outbox_id_in
 from mailer.clock import Clock
 from mailer.config import BounceSettings
@@ -58,6 +69,9 @@ SIGNED_FIELDS[UNSUBSCRIBE_CONFIRMATION] = SIGNED_FIELDS[SUBSCRIPTION_CONFIRMATIO
 OPTIONAL_FIELDS = {"Subject"}
 SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 MAX_AGE = timedelta(hours=1)
+MESSAGE_KEPT = MAX_AGE + timedelta(minutes=15)
+"""How long past its Timestamp an acted-on MessageId is remembered: past the hour after
+which the Timestamp is refused, with room for clocks that differ between processes."""
 CERTIFICATE_MAX_BYTES = 65_536
 CONFIRMATION_MAX_BYTES = 65_536
 CACHED_CERTIFICATES = 32
@@ -99,19 +113,24 @@ class SesReceiver:
     def configured(self) -> bool:
         return bool(self.settings.ses_topic_arns)
 
-    async def receive(self, body: bytes, headers: Mapping[str, str]) -> list[Report]:
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> Notification:
         message = self._fields(json_object(body))
         if message["TopicArn"] not in self.settings.ses_topic_arns:
             raise Refused(403, "this topic is not accepted here")
-        self._check_time(message["Timestamp"])
+        sent_at = self._check_time(message["Timestamp"])
         await self._check_signature(message)
         if message["Type"] == SUBSCRIPTION_CONFIRMATION:
             await self._confirm(message["SubscribeURL"])
-            return []
+            return Notification([])
         if message["Type"] == UNSUBSCRIBE_CONFIRMATION:
             log.warning("SNS says this endpoint was unsubscribed from an SES topic")
-            return []
-        return self.reports(message["Message"])
+            return Notification([])
+        reports = self.reports(message["Message"])
+        if not reports:
+            return Notification(reports)
+        signed = {name: message[name] for name in SIGNED_FIELDS[NOTIFICATION] if name in message}
+        key = Key(f"message:{message['TopicArn']}:{message['MessageId']}", sent_at + MESSAGE_KEPT)
+        return Notification(reports, Identity((key,), canonical(signed)))
 
     def reports(self, ses_message: str) -> list[Report]:
         """The bounces and complaints in an SES notification's Message (none for other
@@ -194,7 +213,8 @@ class SesReceiver:
             fields[name] = value
         return fields
 
-    def _check_time(self, timestamp: str) -> None:
+    def _check_time(self, timestamp: str) -> datetime:
+        """The message's Timestamp, when it is within the hour."""
         try:
             at = datetime.fromisoformat(timestamp)
         except ValueError as exc:
@@ -203,6 +223,7 @@ class SesReceiver:
             at = at.replace(tzinfo=UTC)
         if abs(self.clock.now() - at) > MAX_AGE:
             raise Refused(403, "the SNS message is more than an hour old (or ahead)")
+        return at
 
     async def _check_signature(self, message: dict[str, str]) -> None:
         algorithm = SIGNATURE_HASHES.get(message["SignatureVersion"])
