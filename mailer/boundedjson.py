@@ -17,7 +17,7 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class Refused(ValueError):
-    """JSON outside the bounds; `status` is the HTTP answer (400 too deep, 422 a number)."""
+    """JSON outside the bounds; `status` is the HTTP answer (400: a body no field can take)."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -41,19 +41,19 @@ def deeper_than(text: str, limit: int) -> bool:
 
 def _integer(digits: str) -> int:
     if len(digits.lstrip("-")) > _MAX_INTEGER_DIGITS or abs(int(digits)) > MAX_INTEGER:
-        raise Refused(422, "a number in the body is too large")
+        raise Refused(400, "a number in the body is too large")
     return int(digits)
 
 
 def _float(written: str) -> float:
     value = float(written)
     if value in (float("inf"), float("-inf")):
-        raise Refused(422, "a number in the body is too large")
+        raise Refused(400, "a number in the body is too large")
     return value
 
 
 def _constant(name: str) -> Any:
-    raise Refused(422, f"{name} is not a number JSON allows")
+    raise Refused(400, f"{name} is not a number JSON allows")
 
 
 def loads(document: bytes | str, max_depth: int = MAX_DEPTH) -> Any:

@@ -8,6 +8,7 @@ The app is built once for this module, on its own SQLite file with mail going to
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
@@ -160,3 +162,86 @@ def test_inputs_that_once_crashed_the_server_get_a_clear_answer(
     assert answer.status_code == status, answer.text
     if "topic=" in path:
         assert answer.json() == [], "a topic with no letters matches no article"
+
+
+# ---- bodies no schema describes: nested too deep, numbers past range, too large ----------
+
+_SETTINGS = _services.settings.http
+BODY_OPERATIONS = sorted(
+    (method.upper(), re.sub(r"\{[^}]+\}", "1", path))
+    for path, operations in _app.openapi()["paths"].items()
+    for method in operations
+    if method in ("post", "put", "patch")
+)
+"""Every operation that takes a body, with 1 for each path parameter."""
+
+OPENERS = ["[", '{"a":', '[{"b":', "[ ", '{"email":[']
+
+
+def _closer(opener: str) -> str:
+    return "".join({"[": "]", "{": "}"}[c] for c in reversed(opener) if c in "[{")
+
+
+@st.composite
+def nested_json(draw: st.DrawFn) -> tuple[str, int]:
+    """A JSON body nested `depth` levels (shallow, around the limit, or far past it), bare
+    or inside a field of an object, sometimes with a number no field holds at its core."""
+    opener = draw(st.sampled_from(OPENERS))
+    depth = draw(
+        st.one_of(
+            st.integers(1, _SETTINGS.max_json_depth),
+            st.integers(_SETTINGS.max_json_depth + 1, _SETTINGS.max_json_depth + 3),
+            st.integers(900, 20_000),
+        )
+    )
+    core = draw(st.sampled_from(["1", '"x"', "1e999", "NaN", "-Infinity", "9" * 40]))
+    body = opener * depth + core + _closer(opener) * depth
+    if draw(st.booleans()):
+        body = '{"email": "fuzz@example.com", "lists": ' + body + "}"
+        depth += 1
+    return body, depth
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(nested=nested_json())
+def test_nested_json_and_wild_numbers_get_a_clear_4xx(
+    method: str, path: str, nested: tuple[str, int]
+) -> None:
+    body, depth = nested
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    with TestClient(_app) as client:
+        answer = client.request(method, path, content=body, headers=headers)
+    assert answer.status_code < 500, (method, path, body[:80], answer.text[:200])
+    if depth > _SETTINGS.max_json_depth:
+        assert answer.status_code == 400, (method, path, body[:80], answer.text[:200])
+
+
+CONTENT_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=fuzz",
+    "text/plain",
+]
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    over=st.integers(1, 70_000),
+    content_type=st.sampled_from(CONTENT_TYPES),
+    declared=st.booleans(),
+)
+def test_a_body_past_the_cap_gets_413_declared_or_streamed(
+    method: str, path: str, over: int, content_type: str, declared: bool
+) -> None:
+    editors = path.startswith(("/api/", "/admin/"))
+    cap = _SETTINGS.max_editor_body_bytes if editors else _SETTINGS.max_body_bytes
+    body = b"a=" + b"x" * (cap + over)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": content_type}
+    content: Any = (
+        body if declared else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    )
+    with TestClient(_app) as client:
+        answer = client.request(method, path, content=content, headers=headers)
+    assert answer.status_code == 413, (method, path, answer.text[:200])

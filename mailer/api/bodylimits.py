@@ -1,7 +1,7 @@
 """Every request body within bounds before any route reads it: a byte cap, checked
 against Content-Length and again as the body arrives (never holding more than the cap),
-413 past it; and for JSON bodies a nesting depth and number range (`boundedjson`), 400 or
-422 outside them. A refused request reaches no route, so nothing is written."""
+413 past it; and for JSON bodies a nesting depth and number range (`boundedjson`), 400
+outside them. A refused request reaches no route, so nothing is written."""
 
 from __future__ import annotations
 
