@@ -1,4 +1,10 @@
-"""The public archive of a list's past digests, and its RSS feed (opt-in per list)."""
+"""The public archive of a list's past digests, and its RSS feed (opt-in per list).
+
+What readers see here has no reader's parts: each per-recipient marker is filled with a
+neutral value (no name, no address, the unsubscribe link pointing at the archive), and a
+digest's HTML, which editors wrote, is cleaned by mailer.web.sanitize before it is served
+on this origin (where mailer.web.headers also forbids it any script).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from mailer.api.deps import ServicesDep, row_ids_in_range
@@ -15,6 +22,7 @@ from mailer.db import session_scope
 from mailer.delivery.render import fill
 from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
+from mailer.web import sanitize
 from mailer.web.pages import Pages
 
 router = APIRouter(
@@ -47,10 +55,11 @@ def _issues(session: Session, mailing_list: MailingList) -> list[Send]:
     )
 
 
-def _public_copy(services: Services, mailing_list: MailingList, html: str) -> str:
-    """The digest with no reader's parts: the unsubscribe link points at the archive."""
+def _public_copy(services: Services, mailing_list: MailingList, rendered: str) -> str:
+    """A digest's subject, text or HTML with no reader's parts: no name (so the greeting
+    is a plain "Hello,"), no address, and the unsubscribe link pointing at the archive."""
     return fill(
-        html,
+        rendered,
         {
             "unsubscribe_url": f"{services.settings.public_url}/archive/{mailing_list.slug}",
             "name": "",
@@ -76,7 +85,11 @@ def archive_index(slug: str, request: Request, services: ServicesDep) -> Respons
         if mailing_list is None:
             return _not_found(request)
         issues: list[dict[str, Any]] = [
-            {"id": send.id, "subject": send.subject, "date": send.created_at}
+            {
+                "id": send.id,
+                "subject": _public_copy(services, mailing_list, send.subject),
+                "date": send.created_at,
+            }
             for send in _issues(session, mailing_list)
         ]
         pages: Pages = request.app.state.pages
@@ -94,10 +107,11 @@ def archive_feed(slug: str, request: Request, services: ServicesDep) -> Response
         pages: Pages = request.app.state.pages
         items = [
             {
-                "title": send.subject,
+                "title": _public_copy(services, mailing_list, send.subject),
                 "link": f"{base}/{send.id}",
                 "date": format_datetime(send.created_at),
-                "summary": send.text[:500],
+                # Filled before it is cut, so that no marker is left in halves.
+                "summary": _public_copy(services, mailing_list, send.text)[:500],
             }
             for send in _issues(session, mailing_list)
         ]
@@ -124,4 +138,10 @@ def archive_issue(slug: str, send_id: int, request: Request, services: ServicesD
             or send.digest_id is None
         ):
             return _not_found(request)
-        return HTMLResponse(_public_copy(services, mailing_list, send.html))
+        pages: Pages = request.app.state.pages
+        return pages.render(
+            "archive_issue.html",
+            list=mailing_list,
+            subject=_public_copy(services, mailing_list, send.subject),
+            body=Markup(sanitize.clean(_public_copy(services, mailing_list, send.html))),  # noqa: S704 (cleaned by nh3)
+        )

@@ -2,7 +2,10 @@
 referrer policy, and framing refused except for the embeddable signup form pages.
 
 A route that needs another policy (an email preview shown in a sandboxed frame) sets its
-own Content-Security-Policy; this middleware fills in only what an answer lacks.
+own Content-Security-Policy; this middleware fills in only what an answer lacks. A past
+digest in the public archive (editors' HTML, cleaned) gets the strictest: no script, no
+form, no frame, no base, and a sandbox, so that even HTML the cleaning missed can neither
+run nor reach this origin's cookies.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Pages third-party sites may show in an iframe: the signup form and where it leads.
 FRAMEABLE = re.compile(r"^/forms/[^/]+(/thanks)?/?$")
+# A past digest in the public archive (not the list's index or its feed).
+ARCHIVE_ISSUE = re.compile(r"^/archive/[^/]+/(?!feed\.xml$)[^/]+/?$")
 # FastAPI's interactive API docs load their script and styles from a CDN.
 DOCS = ("/docs", "/redoc")
 
@@ -20,6 +25,12 @@ PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
     "frame-src 'self'; frame-ancestors {ancestors}"
+)
+ARCHIVE_ISSUE_POLICY = (
+    "default-src 'none'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; "
+    "form-action 'none'; base-uri 'none'; frame-src 'none'; object-src 'none'; "
+    "frame-ancestors 'none'; "
+    "sandbox allow-popups allow-popups-to-escape-sandbox"
 )
 DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -32,6 +43,8 @@ def policy_for(path: str) -> tuple[str, bool]:
     """The Content-Security-Policy for `path`, and whether other sites may frame it."""
     if path.startswith(DOCS):
         return DOCS_POLICY, False
+    if ARCHIVE_ISSUE.match(path):
+        return ARCHIVE_ISSUE_POLICY, False
     if FRAMEABLE.match(path):
         # Forms post to this server only; in a frame on any site, on any scheme.
         return PAGE_POLICY.format(ancestors="*"), True
