@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from mailer import config, db, files, logs
 
@@ -28,25 +29,72 @@ def fail(message: str) -> typer.Exit:
 
 
 def load_settings(config_path: Path | None) -> config.Settings:
+    """The settings, or one line saying what is wrong with them (exit 2)."""
     try:
         settings = config.load(config_path)
         config.check_production(settings)
     except config.ConfigError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:  # the development key cannot be written under data_dir
+        raise fail(f"cannot write to {exc.filename}: {exc.strerror}") from exc
     logs.configure(settings.log_level, settings.log_format)
     return settings
 
 
 def open_engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
-    files.close_data_to_others(settings)
-    engine = db.make_engine(settings)
-    if not db.ping(engine):
-        raise fail(f"cannot reach the database at {engine.url.render_as_string()}")
+    """An engine on a database that answers (and, on SQLite, is migrated), or one line
+    saying why not (exit 2)."""
+    try:
+        files.close_data_to_others(settings)
+        engine = db.make_engine(settings)
+    except OSError as exc:  # the SQLite file or its directory cannot be made
+        database = make_url(settings.database_url).database
+        raise fail(
+            f"cannot create the SQLite database {database}: {exc.strerror} ({exc.filename})"
+        ) from exc
+    except (ArgumentError, ImportError) as exc:  # a URL the settings' check let through
+        raise fail(f"cannot use the database URL: {exc}") from exc
+    problem = _connection_problem(engine)
+    if problem:
+        raise fail(problem)
     if migrate_sqlite and db.is_sqlite(engine):
-        db.upgrade(engine)
+        try:
+            db.upgrade(engine)
+        except OperationalError as exc:  # a read-only file or directory, a full disk
+            raise fail(f"cannot write the database at {_where(engine)}: {exc.orig}") from exc
     elif migrate_sqlite and not db.is_current(engine):
         raise fail("the database schema is not up to date: run `mailer db upgrade` first")
     return engine
+
+
+def _where(engine: Engine) -> str:
+    """The database as an operator knows it: a file, or host:port/name (no password)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+
+
+def _connection_problem(engine: Engine) -> str | None:
+    """None when the database answers; else what is wrong, in the operator's terms."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        url = engine.url
+        if url.get_backend_name() == "postgresql":
+            server = f"{url.host or 'localhost'}:{url.port or 5432}"
+            if "does not exist" in reason and url.database and f'"{url.database}"' in reason:
+                return (
+                    f'database "{url.database}" does not exist on {server}: create it '
+                    "(createdb), then run `mailer db upgrade`"
+                )
+            if "authentication failed" in reason or "no password supplied" in reason:
+                return f"the database server {server} refused the user name or password"
+            return f"cannot reach the database server {server}: {reason}"
+        return f"cannot open the database at {_where(engine)}: {reason}"
+    return None
 
 
 def build_services(settings: config.Settings) -> Services:

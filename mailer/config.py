@@ -13,6 +13,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -37,6 +38,32 @@ log = logging.getLogger(__name__)
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "delivery" / "templates"
 """The built-in email templates, shipped inside the package (templates/emails/ points here)."""
 MIN_SECRET_LENGTH = 32
+DATABASES = ("sqlite", "postgresql")
+"""The database backends mailer runs on (SQLAlchemy's backend names)."""
+MIN_BODY_BYTES = 1024
+"""Below this, a limit on request bodies would refuse an ordinary signup."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAILBOX = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
+"""One bare address, local@domain: nothing that could end a header or add a recipient."""
+
+# How a setting is numbers, not 0 = "off": every count, size, window, interval, timeout and
+# lifetime must be greater than 0, since 0 would make every request, send or poll fail.
+# Only keys documented as "0: no limit" (in [sender]) or "0: not at all" accept 0.
+
+
+def _cidr(value: str) -> str:
+    """A network in CIDR form (an address alone is its own /32 or /128)."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
+
+
+def _existing(path: str, kind: Literal["file", "directory"]) -> str:
+    """`path` when it names an existing file or directory (as `kind` says), or empty."""
+    if path and not (Path(path).is_dir() if kind == "directory" else Path(path).is_file()):
+        raise ValueError(f"{path!r} is not an existing {kind}")
+    return path
 
 
 class ConfigError(Exception):
@@ -52,14 +79,37 @@ class Section(BaseModel):
 class DatabaseSettings(Section):
     url: str = ""
     """SQLAlchemy URL. Empty means SQLite at <data_dir>/mailer.db."""
-    pool_size: int = 10
+    pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value.strip())
+        except ArgumentError:
+            raise ValueError(
+                "must be a URL such as sqlite:///var/mailer.db or "
+                "postgresql://user:password@host:5432/mailer"
+            ) from None
+        if url.get_backend_name() not in DATABASES:
+            raise ValueError(
+                f"must be a sqlite:/// or postgresql:// URL, not {url.get_backend_name()}://"
+            )
+        if url.get_backend_name() == "postgresql" and not url.database:
+            raise ValueError("names no database (postgresql://host:5432/<database>)")
+        return value.strip()
 
 
 class RelaySettings(Section):
     """One SMTP relay: where it is, how to log in, and its share of the traffic."""
 
-    host: str = "localhost"
-    port: int = 25
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     password: SecretStr = SecretStr("")
@@ -69,10 +119,10 @@ class RelaySettings(Section):
 
 class SmtpSettings(RelaySettings):
     transport: Literal["maildir", "smtp"] = "maildir"
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = Field(default=30.0, gt=0)
     connections: int = Field(default=4, ge=1)
     """Persistent connections kept open to each relay."""
-    failover_seconds: float = 30.0
+    failover_seconds: float = Field(default=30.0, gt=0)
     """A relay that refuses connections is left alone this long; the others take its share."""
     relays: list[RelaySettings] = Field(default_factory=list)
     """Further relays beside the one above (host, port, ...), e.g. [[smtp.relays]] tables."""
@@ -106,20 +156,44 @@ class MailSettings(Section):
     templates_path: str = ""
     """A directory whose templates override the ones in templates/emails/."""
 
+    @field_validator("from_address", "reply_to", "unsubscribe_mailbox", "bounce_mailbox")
+    @classmethod
+    def _mailbox(cls, value: str) -> str:
+        if value and not MAILBOX.fullmatch(value.strip()):
+            raise ValueError("must be one address such as news@example.com")
+        return value.strip()
+
+    @field_validator("from_name", "site_name")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(ord(c) < 32 and c != "\t" for c in value):
+            raise ValueError("must be one line of text (it goes into mail headers)")
+        return value
+
+    @field_validator("templates_path")
+    @classmethod
+    def _templates_directory(cls, value: str) -> str:
+        return _existing(value, "directory")
+
 
 class SignupSettings(Section):
-    confirm_token_ttl_hours: float = 72.0
-    confirmation_mail_window_minutes: float = 60.0
+    confirm_token_ttl_hours: float = Field(default=72.0, gt=0)
+    confirmation_mail_window_minutes: float = Field(default=60.0, gt=0)
     """At most one confirmation mail per address in this window."""
-    pending_purge_after_hours: float = 168.0
+    pending_purge_after_hours: float = Field(default=168.0, gt=0)
     """Unconfirmed signups older than this (and past their token's expiry) are purged."""
-    rate_limit_per_ip: int = 120
-    rate_limit_per_ip_window_seconds: float = 60.0
-    rate_limit_per_address: int = 10
-    rate_limit_per_address_window_seconds: float = 3600.0
-    max_body_bytes: int = 16_384
+    rate_limit_per_ip: int = Field(default=120, ge=1)
+    rate_limit_per_ip_window_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_per_address: int = Field(default=10, ge=1)
+    rate_limit_per_address_window_seconds: float = Field(default=3600.0, gt=0)
+    max_body_bytes: int = Field(default=16_384, ge=MIN_BODY_BYTES)
     trusted_proxies: list[str] = Field(default_factory=list)
     """CIDRs whose X-Forwarded-For is believed (e.g. ["127.0.0.1/32"])."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [_cidr(item) for item in value]
 
 
 class HttpSettings(Section):
@@ -134,13 +208,13 @@ class HttpSettings(Section):
 
 
 class SenderSettings(Section):
-    poll_interval_seconds: float = 1.0
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=100, ge=1)
     concurrency: int = Field(default=4, ge=1)
-    lease_seconds: float = 300.0
+    lease_seconds: float = Field(default=300.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
-    retry_base_seconds: float = 30.0
-    max_age_hours: float = 72.0
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    max_age_hours: float = Field(default=72.0, gt=0)
     """A message still not delivered this long after it was queued fails for good."""
     rate_per_second: float = Field(default=0.0, ge=0)
     """Messages per second from all senders together; 0: no limit."""
@@ -256,7 +330,7 @@ class BounceSettings(Section):
     """Bounces and complaints: the listener, the mailbox poller, the provider webhooks."""
 
     listen_host: str = "127.0.0.1"
-    listen_port: int = 2525
+    listen_port: int = Field(default=2525, ge=1, le=65535)
     """Where `mailer bounces serve` accepts DSNs and ARF reports by SMTP."""
     max_message_bytes: int = Field(default=10_000_000, gt=0)
     soft_limit: int = Field(default=3, ge=1)
@@ -264,11 +338,11 @@ class BounceSettings(Section):
     soft_window_days: float = Field(default=14.0, gt=0)
     imap_host: str = ""
     """A mailbox to poll for DSNs and ARF reports; empty: no polling."""
-    imap_port: int = 993
+    imap_port: int = Field(default=993, ge=1, le=65535)
     imap_security: Literal["tls", "starttls", "none"] = "tls"
     imap_username: str = ""
     imap_password: SecretStr = SecretStr("")
-    imap_folder: str = "INBOX"
+    imap_folder: str = Field(default="INBOX", min_length=1)
     imap_interval_seconds: float = Field(default=60.0, gt=0)
     ses_topic_arns: list[str] = Field(default_factory=list)
     """SNS topics whose SES notifications are accepted; empty: the SES webhook is off."""
@@ -282,6 +356,20 @@ class BounceSettings(Section):
     postmark_password: SecretStr = SecretStr("")
     mailgun_signing_key: SecretStr = SecretStr("")
     """Mailgun's HTTP webhook signing key; empty: the webhook is off."""
+
+    @field_validator("sns_certificate_hosts")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression ({exc})") from None
+        return value
+
+    @field_validator("sns_certificate_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str) -> str:
+        return _existing(value, "file")
 
 
 class WebhookSettings(Section):
@@ -301,6 +389,11 @@ class WebhookSettings(Section):
     keep_days: float = Field(default=30.0, gt=0)
     """Deliveries made or given up on are deleted, with their tries, this long after they
     were queued (their payloads hold readers' addresses)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: str) -> str:
+        return _existing(value, "file")
 
 
 class NetworkSettings(Section):
@@ -323,9 +416,9 @@ class NetworkSettings(Section):
 
 
 class DigestSettings(Section):
-    first_lookback_hours: float = 24.0
+    first_lookback_hours: float = Field(default=24.0, gt=0)
     """A digest's first send carries the articles published this long before it."""
-    check_interval_seconds: float = 30.0
+    check_interval_seconds: float = Field(default=30.0, gt=0)
     """How often the scheduler looks for due digests."""
 
 
@@ -368,7 +461,23 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL such as https://news.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a plain address, without ?query or #fragment")
+        try:
+            parts.port  # noqa: B018 (parsing it is the check)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        return value.strip().rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
 
     @classmethod
     def settings_customise_sources(
@@ -413,10 +522,52 @@ def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settin
 
 
 def _one_line(exc: ValidationError) -> str:
-    """Each problem as `section.key: what is wrong`, on one line for a start-up error."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    """Each problem as `section.key must be ... (got ...) [MAILER_SECTION__KEY]`, all on
+    one line for a start-up error."""
+    return "; ".join(_problem(error) for error in exc.errors())
+
+
+SECRET_PARTS = ("password", "secret", "key", "url")
+"""Keys whose values are not repeated in messages (a database URL may hold a password)."""
+
+
+def _problem(error: Any) -> str:
+    loc = error["loc"]
+    keys = [str(part) for part in loc if not isinstance(part, int)]
+    name = "".join(
+        f"[{p}]" if isinstance(p, int) else f"{'.' if i else ''}{p}" for i, p in enumerate(loc)
     )
+    # A list (smtp.relays) is set as a whole from the environment.
+    listed = next((i for i, part in enumerate(loc) if isinstance(part, int)), len(loc))
+    variable = "MAILER_" + "__".join(str(key).upper() for key in loc[:listed]) if keys else ""
+    kind, message = error["type"], str(error["msg"])
+    context = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f"{name} is not a setting (misspelt?){f' [{variable}]' if variable else ''}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(context.values()))
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
+        word = {
+            "greater_than": "greater than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }[kind]
+        message = f"must be {word} {bound}"
+    elif kind == "string_too_short":
+        message = "must not be empty"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    elif message.startswith("Input should be"):
+        message = "must be" + message.removeprefix("Input should be")
+    if message.startswith((f"{name}.", f"{name} ")):  # a check on a whole section
+        return message
+    value = error.get("input")
+    hidden = any(part in key for key in keys for part in SECRET_PARTS)
+    quiet = hidden or isinstance(value, dict | list) or repr(value) in message
+    shown = "" if quiet else f" (got {value!r})"
+    joint = " " if message.split(" ", 1)[0] in ("must", "is", "has", "names") else ": "
+    return f"{name}{joint}{message}{shown} [{variable}]"
 
 
 def signing_key(settings: Settings) -> bytes:
