@@ -427,6 +427,16 @@ class FeedSettings(Section):
     """How often the scheduler looks for feeds due a poll (each feed has its own interval)."""
 
 
+class TemplateSettings(Section):
+    """Limits on rendering an editor's own templates (a digest's subject, HTML and text)."""
+
+    render_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    """The longest one rendering of a digest's templates may take; past it the preview or
+    test-send is refused (422) and a send is skipped, with the reason."""
+    max_output_bytes: int = Field(default=2_000_000, ge=10_000)
+    """The most text one rendering may write or build (with ~, +, filters, methods)."""
+
+
 class Settings(BaseSettings):
     """Everything mailer can be told; see config.example.toml for each key."""
 
@@ -451,6 +461,7 @@ class Settings(BaseSettings):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
+    templates: TemplateSettings = Field(default_factory=TemplateSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)

@@ -15,6 +15,7 @@ from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
 from mailer.delivery.compose import Composer
 from mailer.delivery.render import MailRenderer
+from mailer.delivery.render_limits import TemplateLimits
 from mailer.delivery.sender import Sender
 from mailer.delivery.transport import Transport, make_transport
 from mailer.metrics import Metrics
@@ -70,7 +71,12 @@ def build(
     engine = db.make_engine(settings)
     signer = Signer(config.signing_key(settings))
     metrics = Metrics()
-    renderer = MailRenderer(settings.email_template_dirs)
+    renderer = MailRenderer(
+        settings.email_template_dirs,
+        TemplateLimits(
+            settings.templates.render_timeout_seconds, settings.templates.max_output_bytes
+        ),
+    )
     transport = transport or make_transport(settings.smtp, settings.maildir_path)
     composer = Composer(settings, renderer, signer)
     sender = Sender(engine, transport, composer, settings.sender, clock, metrics, settings.bounces)

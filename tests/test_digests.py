@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -206,6 +207,44 @@ def test_a_reader_who_leaves_after_the_send_starts_gets_nothing(
     progress = editor.get(f"/api/v1/sends/{send['id']}").json()
     assert progress["sent"] == 0 and progress["dropped"] == 1
     assert digests_received(smtp) == []
+
+
+def test_an_editors_stylesheet_link_is_never_fetched_while_rendering(
+    editor: TestClient, clock: FrozenClock
+) -> None:
+    fetched: list[str] = []
+
+    class Stylesheets(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            fetched.append(self.path)
+            body = b"p { color: red }"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stylesheets)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"http://127.0.0.1:{server.server_address[1]}"
+        article(editor, clock, 1, ["world"])
+        digest = morning_brief(
+            editor,
+            html_template=f'<html><head><link rel="stylesheet" href="{address}/a.css">'
+            f'<link rel="stylesheet" type="text/css" href="{address}/b.css"></head>'
+            "<body>{% for a in articles %}<p>{{ a.title }}</p>{% endfor %}</body></html>",
+        )
+        shown = editor.get(f"/api/v1/digests/{digest['id']}/preview")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert shown.status_code == 200, shown.text
+    assert "Story 1" in shown.json()["html"]
+    assert fetched == []
 
 
 def test_preview_and_test_send_show_the_digest_without_sending_it(

@@ -8,7 +8,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from mailer.content.articles import normalize_topics
-from mailer.delivery.render import MailRenderer, TemplateProblem
+from mailer.delivery.render import RECIPIENT, MailRenderer, TemplateProblem
+from mailer.delivery.template_values import sample_context
 from mailer.models import Digest
 from mailer.scheduling import BadSchedule, next_run_of, trigger, zone
 from mailer.subscriptions.addresses import check_header_safe
@@ -31,21 +32,45 @@ EDITABLE = (
 
 def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
     """Refuse a bad schedule, time zone or template (InvalidInput) before anything is
-    written; `fields` are a digest's editable fields, or some of them."""
+    written; `fields` are a digest's editable fields, or some of them.
+
+    The templates are tried on sample articles, so one that runs past its time or size
+    limits is refused here: call it before any transaction begins."""
     try:
         if "timezone" in fields:
             zone(fields["timezone"])
         if fields.get("schedule"):
             trigger(fields["schedule"], fields.get("timezone", "UTC"))
+        overrides = {}
         for part in ("subject", "html", "text"):
             source = fields.get(f"{part}_template")
             if source:
                 renderer.check(part, source)
+                overrides[part] = source
+        if overrides:
+            _try_on_samples(fields, overrides, renderer)
     except BadSchedule as exc:
         raise InvalidInput("schedule", str(exc)) from exc
     except TemplateProblem as exc:
         raise InvalidInput("template", str(exc)) from exc
     return fields
+
+
+def _try_on_samples(
+    fields: dict[str, Any], overrides: dict[str, str], renderer: MailRenderer
+) -> None:
+    """TemplateProblem when the templates run past their limits on sample articles."""
+    name = fields.get("name") or "Sample digest"
+    sample = sample_context(name, fields.get("topics") or [], fields.get("max_articles") or 10)
+    renderer.check_limits(
+        "digest",
+        overrides,
+        **sample,
+        recipient=RECIPIENT,
+        site_name="Sample site",
+        postal_address="",
+        public_url="https://news.example.com",
+    )
 
 
 def reschedule(digest: Digest, now: datetime) -> None:

@@ -210,7 +210,11 @@ class MailRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
+        # An editor's <link rel="stylesheet"> is never fetched: the server would make a
+        # request for whoever writes a template, to any address.
+        self._inliner = css_inline.CSSInliner(
+            keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
+        )
 
         self._sandbox = EditorSandbox(
             autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True

@@ -18,7 +18,14 @@ from mailer.content.selection import select_articles
 from mailer.delivery import message
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.render import RECIPIENT, MailRenderer, RenderedMail, TemplateProblem, fill
-from mailer.delivery.template_values import articles_values, digest_values, list_values
+from mailer.delivery.template_values import (
+    ArticleValues,
+    DigestValues,
+    ListValues,
+    articles_values,
+    digest_values,
+    list_values,
+)
 from mailer.delivery.transport import DeliveryError, make_transport
 from mailer.models import (
     UNDELIVERED,
@@ -58,25 +65,40 @@ class NothingNew(Exception):
     """No article is new since the digest's previous send: there is nothing to show."""
 
 
-def render_digest(
-    settings: Settings,
-    renderer: MailRenderer,
-    digest: Digest,
-    mailing_list: MailingList,
-    articles: list[Article],
-) -> RenderedMail:
+@dataclass(frozen=True)
+class Edition:
+    """What one rendering of a digest is made from, read from the database before anything
+    renders: the digest's templates and the plain values they see."""
+
+    templates: dict[str, str]
+    digest: DigestValues
+    mailing_list: ListValues
+    articles: tuple[ArticleValues, ...]
+
+    @classmethod
+    def of(cls, digest: Digest, mailing_list: MailingList, articles: list[Article]) -> Edition:
+        return cls(
+            templates={
+                "subject": digest.subject_template,
+                "html": digest.html_template,
+                "text": digest.text_template,
+            },
+            digest=digest_values(digest),
+            mailing_list=list_values(mailing_list),
+            articles=articles_values(articles),
+        )
+
+
+def render_digest(settings: Settings, renderer: MailRenderer, edition: Edition) -> RenderedMail:
     """The digest's mail with per-recipient markers left in; its templates see plain
-    copies of the rows (template_values), never the rows themselves."""
+    copies of the rows (template_values), never the rows themselves. Call it outside any
+    transaction: an editor's template may take up to its time limit."""
     return renderer.render(
         "digest",
-        overrides={
-            "subject": digest.subject_template,
-            "html": digest.html_template,
-            "text": digest.text_template,
-        },
-        digest=digest_values(digest),
-        list=list_values(mailing_list),
-        articles=articles_values(articles),
+        overrides=edition.templates,
+        digest=edition.digest,
+        list=edition.mailing_list,
+        articles=edition.articles,
         recipient=RECIPIENT,
         site_name=settings.mail.site_name,
         postal_address=settings.mail.postal_address,
@@ -89,8 +111,10 @@ def preview(
 ) -> tuple[RenderedMail, list[Article]]:
     """The digest as it would go out now, filled for a sample reader, and its articles.
 
-    `digest` may be a draft that is not saved: nothing is written. TemplateProblem when
-    its templates do not render, NothingNew without articles."""
+    `digest` may be a draft that is not saved: nothing is written. The session's
+    transaction is rolled back once the values are read, so the templates render outside
+    any transaction. TemplateProblem when they do not render (or not within their
+    limits), NothingNew without articles."""
     mailing_list = session.get(MailingList, digest.list_id)
     if mailing_list is None:
         raise NotFound("list")
@@ -98,7 +122,11 @@ def preview(
     articles = select_articles(session, digest, start, end)
     if not articles:
         raise NothingNew(NO_ARTICLES)
-    mail = render_digest(settings, renderer, digest, mailing_list, articles)
+    edition = Edition.of(digest, mailing_list, articles)
+    for article in articles:
+        session.expunge(article)  # kept as read for the caller, past the rollback
+    session.rollback()
+    mail = render_digest(settings, renderer, edition)
     sample = {
         "unsubscribe_url": f"{settings.public_url}/unsubscribe/preview",
         "name": "",
@@ -164,15 +192,54 @@ def start_send(
 ) -> Send:
     """Create the send for `digest`'s run at `scheduled_for` and queue its recipients.
 
+    The articles and the readers' topic choices are read first, and the session's
+    transaction committed: the templates then render outside any transaction (each
+    rendering within its limits), and the send is written in a new one.
+
     Side effects: a `sends` row (unique per digest and run: AlreadyStarted when another
     process has it), one outbox row per confirmed subscriber, the articles recorded as
-    carried, and the digest's window moved on. With nothing new the send is `skipped`.
+    carried, and the digest's window moved on. With nothing new, or a template that does
+    not render, the send is `skipped` with the reason.
     """
     assert digest.id is not None
     mailing_list = session.get(MailingList, digest.list_id)
     if mailing_list is None:
         raise NotFound("list")
     window_start, window_end = window_for(settings, digest, now)
+    read_last_sent_at = digest.last_sent_at
+    articles = select_articles(session, digest, window_start, window_end)
+    # Readers who chose some topics get their own rendering: once per distinct choice.
+    choices: list[tuple[str, list[Article] | None]] = []
+    for choice in _topic_choices(session, digest.list_id) if articles else []:
+        topics = json.loads(choice)
+        if not topics:
+            choices.append((choice, None))
+            continue
+        wanted = sorted(set(topics) & set(digest.topics)) if digest.topics else topics
+        chosen = (
+            select_articles(session, digest, window_start, window_end, wanted) if wanted else []
+        )
+        if chosen:  # nothing on their topics this time: they get no mail
+            choices.append((choice, chosen))
+    main = Edition.of(digest, mailing_list, articles)
+    variants = {
+        choice: Edition.of(digest, mailing_list, chosen) for choice, chosen in choices if chosen
+    }
+    session.commit()
+
+    refused = ""
+    rendered: dict[str | None, RenderedMail] = {}
+    try:
+        if articles:
+            rendered[None] = render_digest(settings, renderer, main)
+        for choice, edition in variants.items():
+            rendered[choice] = render_digest(settings, renderer, edition)
+    except TemplateProblem as exc:
+        refused = str(exc)
+
+    session.refresh(digest, with_for_update=True)
+    if digest.last_sent_at != read_last_sent_at:
+        raise AlreadyStarted("another send of this digest started meanwhile")
     send = Send(
         digest_id=digest.id,
         list_id=digest.list_id,
@@ -190,41 +257,27 @@ def start_send(
             f"a send of this digest for {scheduled_for:%Y-%m-%d %H:%M:%S} UTC has already started"
         ) from exc
     assert send.id is not None
-
-    articles = select_articles(session, digest, window_start, window_end)
     if not articles:
         return _skip(session, send, NO_ARTICLES, now)
-    try:
-        mail = render_digest(settings, renderer, digest, mailing_list, articles)
-    except TemplateProblem as exc:
-        return _skip(session, send, str(exc), now)
+    if refused:
+        return _skip(session, send, refused, now)
+    mail = rendered[None]
     send.subject, send.html, send.text = mail.subject, mail.html, mail.text
     send.article_ids = [article.id for article in articles if article.id is not None]
     carried = set(send.article_ids)
 
-    # Readers who chose some topics get their own rendering: once per distinct choice.
-    for choice in _topic_choices(session, digest.list_id):
-        topics = json.loads(choice)
-        if not topics:
+    for choice, picked in choices:
+        if picked is None:
             _queue(session, send, choice, None, now)
             continue
-        wanted = sorted(set(topics) & set(digest.topics)) if digest.topics else topics
-        chosen = (
-            select_articles(session, digest, window_start, window_end, wanted) if wanted else []
-        )
-        if not chosen:
-            continue  # nothing on their topics this time: they get no mail
-        try:
-            variant_mail = render_digest(settings, renderer, digest, mailing_list, chosen)
-        except TemplateProblem as exc:
-            return _skip(session, send, str(exc), now)
+        variant_mail = rendered[choice]
         variant = SendVariant(
             send_id=send.id,
-            topics=topics,
+            topics=json.loads(choice),
             subject=variant_mail.subject,
             html=variant_mail.html,
             text=variant_mail.text,
-            article_ids=[a.id for a in chosen if a.id is not None],
+            article_ids=[a.id for a in picked if a.id is not None],
         )
         session.add(variant)
         session.flush()

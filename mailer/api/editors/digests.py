@@ -106,14 +106,14 @@ def update_digest(
     services: ServicesDep,
     _editor: EditorDep,
 ) -> DigestPublic:
-    digest = digests.get(session, digest_id)
     # null clears send_at (a one-off time); for any other field it leaves it as it is
     fields = {
         name: value
         for name, value in body.model_dump(exclude_unset=True).items()
         if value is not None or name == "send_at"
     }
-    digests.check({"timezone": digest.timezone, **fields}, services.renderer)
+    digests.check(fields, services.renderer)  # first: no transaction while templates try out
+    digest = digests.get(session, digest_id)
     digests.apply(session, digest, fields, services.clock.now())
     digests.reschedule(digest, services.clock.now())
     session.add(digest)

@@ -301,11 +301,11 @@ def update(
     services: ServicesDep,
 ) -> Response:
     """Save the digest; a refused form is shown again with the reason, nothing written."""
-    digest = digests.get(session, digest_id)
     now = services.clock.now()
     try:
         fields = DigestUpdate.model_validate(_fields(draft)).model_dump(exclude_unset=True)
-        digests.check(fields, services.renderer)
+        digests.check(fields, services.renderer)  # first: no transaction while templates try out
+        digest = digests.get(session, digest_id)
         digests.apply(session, digest, fields, now)
         digests.reschedule(digest, now)
     except (ValidationError, InvalidInput, Conflict) as exc:
