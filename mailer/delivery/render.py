@@ -8,11 +8,12 @@ in per message by `fill`, a plain string replacement.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import css_inline
 from jinja2 import (
@@ -26,7 +27,13 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
 from markupsafe import escape
+
+from mailer.delivery import render_limits
+from mailer.delivery.render_limits import LimitsExtension, TemplateLimits
+
+log = logging.getLogger(__name__)
 
 
 class TemplateProblem(Exception):
@@ -113,20 +120,51 @@ def _check_format_widths(pattern: re.Pattern[str], text: str) -> None:
         _check_sizes(numbers)
 
 
+MAX_INT_BITS = 4096
+"""The largest integer a template may build, in bits."""
+
+
 class EditorSandbox(ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, with what could build huge values checked before it
-    runs: `*`, `**` and `%` (never folded at compile time), sized filters, string methods
-    and format widths."""
+    runs: `*`, `**`, `%` and `+` (never folded at compile time), sized filters, string
+    methods and format widths; and every loop step, call, attribute, operator and filter
+    reporting to the render's limits (`render_limits`): its deadline and its budget of
+    bytes written or built."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    intercepted_unops = frozenset({"-", "+"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, extensions=[LimitsExtension], **kwargs)
         for name in SIZED_FILTERS & set(self.filters):
             self.filters[name] = _checked(self.filters[name])
         self.filters["format"] = _checked_format(self.filters["format"])
+        for name, function in self.filters.items():
+            self.filters[name] = _charged(name, function)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return render_limits.guard(super()._parse(source, name, filename))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        render_limits.tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        render_limits.tick()
+        return super().getitem(obj, argument)
+
+    def call_unop(self, context: Any, operator: str, arg: Any) -> Any:
+        render_limits.tick()
+        return super().call_unop(context, operator, arg)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        render_limits.tick()
+        sequences = (str, list, tuple, bytes)
+        if operator == "+" and isinstance(left, sequences) and isinstance(right, sequences):
+            render_limits.afford(len(left) + len(right))
+        whole = _whole(left) and _whole(right)
+        if operator == "*" and whole and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise SecurityError("the value would be too large")
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
@@ -139,13 +177,21 @@ class EditorSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError("the value would be too large")
         if operator == "%" and isinstance(left, str):
             _check_percent_format(left, right if isinstance(right, tuple) else (right,))
-        return super().call_binop(context, operator, left, right)
+        return render_limits.spend(super().call_binop(context, operator, left, right))
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        render_limits.tick()
         owner = getattr(obj, "__self__", None)
-        if isinstance(owner, str) and getattr(obj, "__name__", "") in SIZED_METHODS:
-            _check_sizes([*args, *kwargs.values()])
-        return super().call(context, obj, *args, **kwargs)
+        method = getattr(obj, "__name__", "")
+        if isinstance(owner, str | bytes):
+            if method in SIZED_METHODS:
+                _check_sizes([*args, *kwargs.values()])
+            if method == "join" and args:
+                args = (list(args[0]), *args[1:])
+            render_limits.afford(_method_result_size(owner, method, args, kwargs))
+        if obj is generate_lorem_ipsum:
+            render_limits.afford(_lorem_ipsum_size(*args, **kwargs))
+        return render_limits.spend(super().call(context, obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Any:
         """`str.format` and `format_map`, with the widths in the format checked; a width
@@ -165,6 +211,86 @@ class EditorSandbox(ImmutableSandboxedEnvironment):
             return str(wrapped(*args, **kwargs))
 
         return checked
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _method_result_size(
+    owner: str | bytes, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> int:
+    """How long the string a method of `owner` would build may be, for the methods whose
+    result can be far longer than the string and its arguments: replace, join, translate,
+    expandtabs. 0 for the others (checked by their widths or cheap)."""
+    if method == "replace" and len(args) >= 2:
+        return _replaced_size(owner, args[0], args[1], args[2] if len(args) > 2 else -1)
+    if method == "join" and args:
+        parts = args[0]
+        size = sum(len(part) for part in parts if isinstance(part, str | bytes))
+        return size + max(len(parts) - 1, 0) * len(owner)
+    if method == "translate" and args and isinstance(args[0], dict):
+        longest = max(
+            (len(value) for value in args[0].values() if isinstance(value, str | bytes)),
+            default=1,
+        )
+        return len(owner) * max(longest, 1)
+    if method == "expandtabs":
+        width = args[0] if args else kwargs.get("tabsize", 8)
+        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+        return len(owner) + tabs * (width if _whole(width) else 8)
+    return 0
+
+
+def _replaced_size(text: Any, old: Any, new: Any, count: Any = -1) -> int:
+    """The length of `text` with `old` replaced by `new` (`count` times at most)."""
+    if not (isinstance(text, str | bytes) and isinstance(old, type(text))):
+        return 0
+    old = cast(Any, old)
+    if not isinstance(new, type(text)) or len(new) <= len(old):
+        return len(text)
+    times = text.count(old) if old else len(text) + 1
+    if _whole(count) and count >= 0:
+        times = min(times, count)
+    return len(text) + times * (len(new) - len(old))
+
+
+def _lorem_ipsum_size(n: Any = 5, html: Any = True, min: Any = 20, max: Any = 100, **_: Any) -> int:
+    """An upper bound of the length of lipsum(n, html, min, max): about 12 bytes a word."""
+    if not (_whole(n) and _whole(max)):
+        return 0
+    return n * max * 12
+
+
+def _charged(name: str, function: Any) -> Any:
+    """The filter, with the deadline checked when it is called and what it builds counted
+    against the render's budget (the steps of a lazy result checked as they are taken);
+    `replace`, `join` and `indent` refused before they build more than fits."""
+
+    @functools.wraps(function)
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        render_limits.tick()
+        skip = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+        value, rest = (args[skip], args[skip + 1 :]) if len(args) > skip else (None, ())
+        if name == "replace" and len(rest) >= 2:
+            render_limits.afford(_replaced_size(str(value), str(rest[0]), str(rest[1])))
+        if name == "join" and value is not None:
+            value = list(value)
+            args = (*args[:skip], value, *rest)
+            joiner = rest[0] if rest else kwargs.get("d", "")
+            render_limits.afford(
+                sum(len(str(item)) for item in value) + len(value) * len(str(joiner))
+            )
+        if name == "indent" and isinstance(value, str):
+            width = rest[0] if rest else kwargs.get("width", 4)
+            if isinstance(width, str):
+                render_limits.afford(len(value) + (value.count("\n") + 1) * len(width))
+        result = function(*args, **kwargs)
+        if isinstance(result, Iterator):
+            return render_limits.ticking(result)
+        return render_limits.spend(result)
+
+    return charged
 
 
 def _check_percent_format(text: str, values: tuple[Any, ...]) -> None:
@@ -202,7 +328,9 @@ def _checked(function: Any) -> Any:
 class MailRenderer:
     """Renders a named mail (`<name>.subject.txt`, `<name>.txt`, `<name>.html`)."""
 
-    def __init__(self, template_dirs: list[Path]) -> None:
+    def __init__(self, template_dirs: list[Path], limits: TemplateLimits | None = None) -> None:
+        self.limits = limits or TemplateLimits()
+        """How long a render of an editor's template may take and how much it may write."""
         self._env = Environment(
             loader=FileSystemLoader([str(d) for d in template_dirs]),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
@@ -227,26 +355,40 @@ class MailRenderer:
         self, name: str, overrides: dict[str, str] | None = None, **context: Any
     ) -> RenderedMail:
         """Render `name`; `overrides` maps "subject", "html" or "text" to an editor's
-        template source, rendered in the sandbox instead of the file."""
+        template source, rendered in the sandbox instead of the file, all three within
+        one time limit and one budget of bytes (`limits`)."""
         overrides = overrides or {}
         parts = {}
-        for part, suffix in (("subject", "subject.txt"), ("text", "txt"), ("html", "html")):
-            source = overrides.get(part, "")
-            if source.strip():
-                env = self._sandbox_html if part == "html" else self._sandbox
-                try:
-                    parts[part] = env.from_string(source).render(**context)
-                except Exception as exc:  # any failure of an editor's template is theirs
-                    raise TemplateProblem(f"{part} template: {exc}") from exc
-            else:
-                parts[part] = self._env.get_template(f"{name}.{suffix}").render(**context)
-            if part != "subject":
-                parts[part] = self._with_footer(name, suffix, parts[part], context)
+        with render_limits.limited(self.limits):
+            for part, suffix in (("subject", "subject.txt"), ("text", "txt"), ("html", "html")):
+                source = overrides.get(part, "")
+                if source.strip():
+                    env = self._sandbox_html if part == "html" else self._sandbox
+                    try:
+                        parts[part] = env.from_string(source).render(**context)
+                    except Exception as exc:  # any failure of an editor's template is theirs
+                        raise TemplateProblem(f"{part} template: {exc}") from exc
+                else:
+                    parts[part] = self._env.get_template(f"{name}.{suffix}").render(**context)
+                if part != "subject":
+                    parts[part] = self._with_footer(name, suffix, parts[part], context)
         return RenderedMail(
             subject=" ".join(parts["subject"].split()),
             text=parts["text"].strip() + "\n",
             html=self._inliner.inline(parts["html"]),
         )
+
+    def check_limits(self, name: str, overrides: dict[str, str], **context: Any) -> None:
+        """TemplateProblem when the editor's templates in `overrides`, rendered with
+        `context` (sample values), run past their time or size limits. Other failures are
+        left to the preview, which shows them with the real articles."""
+        try:
+            self.render(name, overrides, **context)
+        except TemplateProblem as exc:
+            if isinstance(exc.__cause__, render_limits.RenderLimit):
+                raise
+        except Exception as exc:  # a file template failing on sample values is not theirs
+            log.debug("trying templates on sample values: %s", exc)
 
     def _with_footer(self, name: str, suffix: str, body: str, context: dict[str, Any]) -> str:
         """The body with `<name>_footer.<suffix>` (the unsubscribe link and the postal
