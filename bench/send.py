@@ -156,8 +156,10 @@ def fill_subscribers(engine_url: str, count: int, backend: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO subscribers (email, name, created_at, chain_head, chain_length) "
-                f"SELECT 'reader' || n || '@example.com', '', :now, '', 0 FROM ({numbers}) AS s"
+                "INSERT INTO subscribers (email, email_key, name, created_at, chain_head, "
+                "chain_length) "
+                f"SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', '', "
+                f":now, '', 0 FROM ({numbers}) AS s"
             ),
             {"now": now},
         )

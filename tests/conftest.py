@@ -156,16 +156,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _running_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
+def _running_sink(smtputf8: bool = False) -> Iterator[SmtpSink]:
+    sink = SmtpSink(smtputf8)
     sink.start()
     yield sink
     sink.stop()
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    yield from _running_sink()
+def smtp(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+    """The relay; parametrize it indirectly with True for one that offers SMTPUTF8."""
+    yield from _running_sink(bool(getattr(request, "param", False)))
 
 
 @pytest.fixture

@@ -262,6 +262,29 @@ def test_import_never_re_adds_an_address_that_unsubscribed(
     assert len(reader["consent_events"]) == events_before
 
 
+def test_import_knows_a_reader_by_any_spelling_of_the_address(
+    cli_env: dict[str, str], api: TestClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "readers.csv"
+    source.write_text("email\nReader@Example.COM\nreader@example.com\nREADER@EXAMPLE.com\n")
+    result = mailer(
+        "subscribers", "import", str(source), "--list", "news", cwd=tmp_path, env=cli_env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "imported 1" in result.stdout
+    reported = dict(re.findall(r"line (\d+): skipped: (.+)", result.stderr))
+    assert sorted(reported) == ["3", "4"] and all("duplicate" in r for r in reported.values())
+    assert all_emails(api) == ["Reader@Example.COM"], "mail goes to the spelling first typed"
+
+    source.write_text("email\nreader@EXAMPLE.COM\n")
+    again = mailer(
+        "subscribers", "import", str(source), "--list", "news", cwd=tmp_path, env=cli_env
+    )
+    assert again.returncode == 0, again.stderr
+    assert "imported 0, already confirmed 1" in again.stdout
+    assert len(subscriber(api, "reader@example.com")["consent_events"]) == 1
+
+
 @pytest.fixture
 def no_config_dir(tmp_path: Path) -> Path:
     """An empty directory: the command falls back to SQLite under ./var."""

@@ -460,6 +460,7 @@ def test_a_suppressed_address_stays_suppressed_after_erasure_and_a_new_signup(
     assert reason == "address suppressed"
 
 
+@pytest.mark.parametrize("smtp", [True], indirect=True)
 def test_a_non_ascii_mailbox_goes_out_with_smtputf8_when_the_relay_offers_it(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:

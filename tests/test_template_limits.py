@@ -157,6 +157,9 @@ def test_runaway_templates_are_refused_when_saved(editor: TestClient) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "settings_overrides", [{"templates": {"render_timeout_seconds": 4 * LIMIT_SECONDS}}]
+)
 def test_readers_are_answered_while_a_runaway_preview_renders(
     editor: TestClient, services: Services
 ) -> None:
@@ -173,9 +176,9 @@ def test_readers_are_answered_while_a_runaway_preview_renders(
     ready = editor.get("/readyz")
     form = editor.get("/forms/default")
     assert signup.status_code == 202 and ready.status_code == 200 and form.status_code == 200
-    assert time.monotonic() - started < 0.75 * LIMIT_SECONDS
-    assert preview.is_alive(), "the preview was rendering all along"
-    preview.join(timeout=LIMIT_SECONDS + 5)
+    assert time.monotonic() - started < 2 * LIMIT_SECONDS
+    assert preview.is_alive(), "readers were answered while the preview was still rendering"
+    preview.join(timeout=4 * LIMIT_SECONDS + 5)
     assert not preview.is_alive()
     assert answers[0].status_code == 422
 

@@ -31,8 +31,8 @@ def start_digest_send(services: Services, readers: int) -> int:
         for n in range(readers):
             subscriber_id = conn.execute(
                 text(
-                    "INSERT INTO subscribers (email, name, created_at, chain_head, chain_length) "
-                    "VALUES (:e, '', :now, '', 0) RETURNING id"
+                    "INSERT INTO subscribers (email, email_key, name, created_at, chain_head, "
+                    "chain_length) VALUES (:e, :e, '', :now, '', 0) RETURNING id"
                 ),
                 {"e": f"r{n}@example.com", "now": now},
             ).scalar_one()
