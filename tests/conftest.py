@@ -230,6 +230,22 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A module whose behaviour does not depend on the database (request parsing, address
+    checks, rendering) sets `DATABASES = ["sqlite"]`: its tests run on those only."""
+    kept, dropped = [], []
+    for item in items:
+        only = getattr(getattr(item, "module", None), "DATABASES", None)
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("db_kind") if callspec is not None else None
+        (dropped if only is not None and kind is not None and kind not in only else kept).append(
+            item
+        )
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
 def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database for one test."""
