@@ -193,6 +193,7 @@ def start_digest_send(settings: Settings, count: int, backend: str) -> Started:
     from mailer.db import session_scope
     from mailer.delivery import sends
     from mailer.delivery.render import MailRenderer
+    from mailer.models import Digest
 
     engine = db.make_engine(settings)
     try:
@@ -223,6 +224,8 @@ def start_digest_send(settings: Settings, count: int, backend: str) -> Started:
         renderer = MailRenderer(settings.email_template_dirs)
         started = time.perf_counter()
         with session_scope(engine) as session:
+            digest = session.get(Digest, digest.id)
+            assert digest is not None
             send = sends.start_send(session, settings, renderer, digest, now, now)
         start_seconds = time.perf_counter() - started
     finally:
