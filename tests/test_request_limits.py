@@ -9,7 +9,7 @@ import base64
 import json
 import select
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from mailer.api.app import create_app
 from mailer.models import BounceEvent, ConsentEvent, MailingList, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose
-from tests.admin import csrf_of
+from tests.admin import csrf_of, sign_in
 from tests.conftest import count_rows
 
 DATABASES = ["sqlite"]
@@ -155,6 +155,35 @@ def test_a_body_over_the_cap_is_413_on_every_kind_of_route_and_writes_nothing(
         for answer in (as_form, as_json):
             assert answer.status_code == 413, (path, answer.status_code, answer.text[:200])
     assert rows(services) == before
+
+
+def test_only_a_signed_in_editor_may_send_an_editor_sized_body_to_the_admin_pages(
+    client: TestClient, signed_in_elsewhere: TestClient
+) -> None:
+    between = "x" * (READERS_CAP + 1000)  # past the readers' cap, within the editors'
+    assert len(between) < EDITORS_CAP
+    csrf = csrf_of(client.get("/admin/").text)
+    for path in ("/admin/login", "/admin/forms", "/admin/digests", "/admin/nowhere"):
+        fields = {"csrf": csrf, "email": READER, "password": "wrong", "pad": between}
+        for answer in (
+            client.post(path, data=fields),
+            client.post(path, json=fields),
+            client.post(path, content=between.encode(), headers={"Cookie": "mailer_session=x"}),
+        ):
+            assert answer.status_code == 413, (path, answer.status_code, answer.text[:200])
+
+    editor = signed_in_elsewhere
+    csrf = csrf_of(editor.get("/admin/forms").text)
+    answer = editor.post("/admin/forms", data={"csrf": csrf, "slug": "", "pad": between})
+    assert answer.status_code != 413, answer.text[:200]
+
+
+@pytest.fixture
+def signed_in_elsewhere(services: Services, editor_account: None) -> Iterator[TestClient]:
+    """A second client of the same app, signed in as an editor."""
+    with TestClient(create_app(services, run_sender=False, run_scheduler=False)) as other:
+        sign_in(other)
+        yield other
 
 
 def test_a_body_within_the_editors_cap_still_reaches_the_api(editor: TestClient) -> None:

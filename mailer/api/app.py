@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from mailer import __version__
 from mailer.api import archive, errors, public, responses, webhooks_in
 from mailer.api.bodylimits import BodyLimits
-from mailer.api.deps import row_ids_in_range
+from mailer.api.deps import row_ids_in_range, signed_in_browser
 from mailer.api.editors import (
     articles,
     bounces,
@@ -74,7 +74,11 @@ def create_app(
     app.state.pages = Pages(services.settings.mail.site_name, services.settings.theme)
     # Innermost first: bodies are bounded before any route reads them, and the editors'
     # API decides who calls before the body is read at all.
-    app.add_middleware(BodyLimits, settings=services.settings.http)
+    app.add_middleware(
+        BodyLimits,
+        settings=services.settings.http,
+        signed_in=lambda request: signed_in_browser(request, services) is not None,
+    )
     app.add_middleware(EditorsFirst, services=services)
     # Signup forms are embedded on other sites: any origin may post, never with cookies.
     # Authorization is not an allowed header, so browsers cannot call the editors' API

@@ -5,11 +5,15 @@ outside them. A refused request reaches no route, so nothing is written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer import boundedjson
+from mailer.api import unavailable
 from mailer.api.public import N_, BadRequest, error_response
 from mailer.config import HttpSettings
 from mailer.web.admin.errors import error_page, is_admin
@@ -29,28 +33,49 @@ def is_json(content_type: str) -> bool:
 class BodyLimits:
     """Pure ASGI middleware: reads the body up to the cap, checks it, and hands it on."""
 
-    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: HttpSettings,
+        signed_in: Callable[[Request], bool] = lambda _request: False,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.signed_in = signed_in
+        """Whether a request to /admin/ comes from a signed-in editor (it reads the
+        database): only those get the editors' cap."""
 
-    def cap_for(self, path: str) -> int:
-        if path.startswith(EDITORS):
+    async def cap_for(self, request: Request, declared: int | None) -> int:
+        """The editors' cap on /api/ (whose caller was checked before this runs) and for
+        signed-in editors on /admin/; the readers' cap for everyone else, so an anonymous
+        client cannot make the server take in an editor-sized body (at the sign-in, say)."""
+        path = request.url.path
+        readers = self.settings.max_body_bytes
+        if not path.startswith(EDITORS) or (declared is not None and declared <= readers):
+            return readers
+        if path.startswith("/api/"):
             return self.settings.max_editor_body_bytes
-        return self.settings.max_body_bytes
+        try:
+            signed_in = await run_in_threadpool(self.signed_in, request)
+        except Exception as exc:
+            if not unavailable.is_outage(exc):
+                raise
+            signed_in = False  # the route answers the outage itself
+        return self.settings.max_editor_body_bytes if signed_in else readers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        cap = self.cap_for(scope["path"])
-        too_large = BadRequest(
-            413, N_("the request body is larger than %(limit)s bytes"), params={"limit": cap}
-        )
         declared = request.headers.get("content-length")
         if declared is not None and not (declared.isascii() and declared.isdigit()):
             await _refuse(request, BadRequest(400, N_("bad Content-Length")), send)
             return
+        cap = await self.cap_for(request, None if declared is None else int(declared))
+        too_large = BadRequest(
+            413, N_("the request body is larger than %(limit)s bytes"), params={"limit": cap}
+        )
         if declared is not None and int(declared) > cap:
             await _refuse(request, too_large, send)
             return
