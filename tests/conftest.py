@@ -339,6 +339,33 @@ def editor(client: TestClient, api_key: str) -> TestClient:
     return client
 
 
+def one_article(editor: TestClient, services: Services) -> None:
+    """One article, published now, for a digest to carry."""
+    answer = editor.post(
+        "/api/v1/articles",
+        json={
+            "url": "https://news.example.com/story",
+            "title": "A story",
+            "topics": ["world"],
+            "published_at": services.clock.now().isoformat(),
+        },
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def store_template(services: Services, digest_id: int, part: str, template: str) -> None:
+    """Store `template` as it is (as if saved before templates were checked on saving), and
+    let the digest's next send carry its articles again."""
+    from mailer.models import Digest
+
+    with session_scope(services.engine) as session:
+        row = session.get(Digest, digest_id)
+        assert row is not None
+        setattr(row, f"{part}_template", template)
+        row.last_sent_at = None
+        session.add(row)
+
+
 def count_rows(services: Services, model: Any) -> int:
     with session_scope(services.engine) as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)

@@ -24,7 +24,7 @@ from mailer.models import Form, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose, Signer
 from tests.admin import csrf_of
-from tests.conftest import SECRET, SmtpSink, free_port, link_in, outbox_idle
+from tests.conftest import SECRET, SmtpSink, free_port, link_in, one_article, outbox_idle
 from tests.test_cli import MAILER, operator_env
 
 READER = "careful.reader@example.com"
@@ -416,16 +416,7 @@ def test_templates_that_reach_for_internals_or_files_are_refused_when_saved(
 def test_templates_naming_settings_or_building_huge_values_render_nothing(
     editor: TestClient, services: Services, template: str
 ) -> None:
-    article = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": "https://news.example.com/story",
-            "title": "A story",
-            "topics": ["world"],
-            "published_at": services.clock.now().isoformat(),
-        },
-    )
-    assert article.status_code == 201
+    one_article(editor, services)
     created = digest_with(editor, "html", template)
     if created.status_code == 422:
         return

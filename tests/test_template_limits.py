@@ -17,7 +17,7 @@ from mailer.db import session_scope
 from mailer.models import Digest, Send
 from mailer.scheduling import run_due_digests
 from mailer.services import Services
-from tests.conftest import SmtpSink, link_in
+from tests.conftest import SmtpSink, link_in, one_article, store_template
 
 DATABASES = ["sqlite"]
 """Nothing here depends on the database: its tests run on SQLite only."""
@@ -65,19 +65,6 @@ def settings_overrides() -> dict[str, Any]:
     return {"templates": {"render_timeout_seconds": LIMIT_SECONDS}}
 
 
-def one_article(editor: TestClient, services: Services) -> None:
-    answer = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": "https://news.example.com/story",
-            "title": "A story",
-            "topics": ["world"],
-            "published_at": services.clock.now().isoformat(),
-        },
-    )
-    assert answer.status_code == 201
-
-
 def stored_digest(services: Services, editor: TestClient, part: str, template: str) -> int:
     """A digest whose `part` template is stored as it is (as if saved before templates were
     tried on saving)."""
@@ -85,17 +72,8 @@ def stored_digest(services: Services, editor: TestClient, part: str, template: s
         "/api/v1/digests", json={"list": "news", "name": "Brief", "schedule": "0 7 * * *"}
     )
     assert created.status_code == 201
-    store(services, created.json()["id"], part, template)
+    store_template(services, created.json()["id"], part, template)
     return int(created.json()["id"])
-
-
-def store(services: Services, digest_id: int, part: str, template: str) -> None:
-    with session_scope(services.engine) as session:
-        row = session.get(Digest, digest_id)
-        assert row is not None
-        setattr(row, f"{part}_template", template)
-        row.last_sent_at = None
-        session.add(row)
 
 
 def test_a_template_that_runs_too_long_is_refused_within_its_limit(
@@ -105,7 +83,7 @@ def test_a_template_that_runs_too_long_is_refused_within_its_limit(
     digest_id = stored_digest(services, editor, "html", "{{ digest.name }}")
     for part, templates in (("html", TOO_SLOW), ("subject", TOO_SLOW[:2])):
         for template in templates:
-            store(services, digest_id, part, template)
+            store_template(services, digest_id, part, template)
             started = time.monotonic()
             preview = editor.get(f"/api/v1/digests/{digest_id}/preview")
             took = time.monotonic() - started
@@ -121,7 +99,7 @@ def test_a_template_that_writes_or_builds_too_much_is_refused(
     digest_id = stored_digest(services, editor, "html", "{{ digest.name }}")
     for part in ("html", "text"):
         for template in TOO_BIG:
-            store(services, digest_id, part, template)
+            store_template(services, digest_id, part, template)
             preview = editor.get(f"/api/v1/digests/{digest_id}/preview")
             assert preview.status_code == 422, (template, preview.text)
             assert "more than 2 000 000 bytes" in preview.json()["detail"], template
@@ -198,8 +176,8 @@ def test_a_send_of_a_runaway_template_is_skipped_with_the_reason(
     assert send.json()["status"] == "skipped"
     assert "subject template: takes longer than 1 s" in send.json()["reason"]
 
-    store(services, digest_id, "html", TOO_BIG[0])
-    store(services, digest_id, "subject", "")
+    store_template(services, digest_id, "html", TOO_BIG[0])
+    store_template(services, digest_id, "subject", "")
     clock.advance(minutes=1)
     with session_scope(services.engine) as session:
         row = session.get(Digest, digest_id)

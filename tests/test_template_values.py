@@ -13,7 +13,7 @@ from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.models import Article, Digest, MailingList, Send
 from mailer.services import Services
-from tests.conftest import SmtpSink, link_in, outbox_idle
+from tests.conftest import SmtpSink, link_in, one_article, outbox_idle, store_template
 
 DATABASES = ["sqlite"]
 """Nothing here depends on the database: its tests run on SQLite only."""
@@ -54,33 +54,13 @@ def confirmed_reader(editor: TestClient, smtp: SmtpSink) -> None:
 
 def digest_with_stored(services: Services, editor: TestClient, part: str, template: str) -> int:
     """A digest whose `part` template is `template`, with one article to show."""
-    created = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": "https://news.example.com/story",
-            "title": "A story",
-            "topics": ["world"],
-            "published_at": services.clock.now().isoformat(),
-        },
-    )
-    assert created.status_code == 201
+    one_article(editor, services)
     digest = editor.post(
         "/api/v1/digests", json={"list": "news", "name": "Brief", "schedule": "0 7 * * *"}
     )
     assert digest.status_code == 201
     store_template(services, digest.json()["id"], part, template)
     return int(digest.json()["id"])
-
-
-def store_template(services: Services, digest_id: int, part: str, template: str) -> None:
-    """Store `template` as it is (as if saved before templates were checked on saving), and
-    let the digest's next send carry its articles again."""
-    with session_scope(services.engine) as session:
-        row = session.get(Digest, digest_id)
-        assert row is not None
-        setattr(row, f"{part}_template", template)
-        row.last_sent_at = None
-        session.add(row)
 
 
 def stored_values(services: Services) -> dict[str, Any]:
