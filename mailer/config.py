@@ -51,12 +51,15 @@ MAILBOX = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
 # Only keys documented as "0: no limit" (in [sender]) or "0: not at all" accept 0.
 
 
-def _cidr(value: str) -> str:
-    """A network in CIDR form (an address alone is its own /32 or /128)."""
+def _cidr(value: str, strict: bool = False) -> str:
+    """A network in CIDR form (an address alone is its own /32 or /128); `strict` also
+    refuses host bits (10.0.0.1/8)."""
     try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
+        return str(ipaddress.ip_network(value.strip(), strict=strict))
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a network in CIDR form ({exc}; e.g. 10.0.0.0/8)"
+        ) from None
 
 
 def _existing(path: str, kind: Literal["file", "directory"]) -> str:
@@ -407,12 +410,7 @@ class NetworkSettings(Section):
     @field_validator("allowed_private_networks")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr.strip())
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not a network in CIDR form ({exc})") from exc
-        return [cidr.strip() for cidr in value]
+        return [_cidr(item, strict=True) for item in value]
 
 
 class DigestSettings(Section):
