@@ -18,17 +18,24 @@ from pwdlib import PasswordHash
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import User, UserRole, WebSession
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 _hasher = PasswordHash.recommended()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD_LENGTH = 12
 
 
-class WeakPassword(ValueError):
+class WeakPassword(Invalid):
     """The password is too short to protect an editor's account."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("password", message)
+
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
 class LastAdmin(Conflict):
@@ -41,12 +48,12 @@ def generate_password() -> str:
 
 
 def parse_role(value: str) -> UserRole:
-    """The role named `value`; InvalidInput for anything else."""
+    """The role named `value`; Invalid for anything else."""
     try:
         return UserRole(value)
     except ValueError as exc:
         roles = " or ".join(role.value for role in UserRole)
-        raise InvalidInput("role", f"must be {roles}, not {value!r}") from exc
+        raise Invalid("role", f"must be {roles}, not {value!r}") from exc
 
 
 def create_user(session: Session, email: str, role: UserRole, password: str, now: datetime) -> User:
@@ -67,7 +74,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     the same hashing work as a known one, so timing does not tell accounts apart."""
     try:
         address = normalize_email(email)
-    except InvalidInput:
+    except Invalid:
         address = ""
     user = session.exec(select(User).where(col(User.email) == address)).first()
     if user is None or user.disabled_at is not None:

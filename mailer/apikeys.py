@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from mailer.errors import Invalid, NotFound
 from mailer.models import ApiKey
-from mailer.subscriptions.errors import InvalidInput, NotFound
 
 KEY_PREFIX = "mk_"
 MAX_NAME_LENGTH = 200
@@ -23,12 +23,12 @@ def _hash(key: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """The key's name, trimmed; InvalidInput when empty or too long."""
+    """The key's name, trimmed; Invalid when empty or too long."""
     trimmed = name.strip()
     if not trimmed:
-        raise InvalidInput("name", "is required: say who or what the key is for")
+        raise Invalid("name", "is required: say who or what the key is for")
     if len(trimmed) > MAX_NAME_LENGTH:
-        raise InvalidInput("name", f"at most {MAX_NAME_LENGTH} characters")
+        raise Invalid("name", f"at most {MAX_NAME_LENGTH} characters")
     return trimmed
 
 

@@ -190,7 +190,7 @@ def user_create(
 ) -> None:
     """Create an account for /admin/; the password is prompted for or generated."""
     from mailer import accounts
-    from mailer.subscriptions.errors import Conflict, InvalidInput
+    from mailer.errors import Conflict, Invalid
 
     settings = _settings(config_path)
     engine = _engine(settings, migrate_sqlite=True)
@@ -202,7 +202,7 @@ def user_create(
     try:
         with db.session_scope(engine) as session:
             user = accounts.create_user(session, email, role, password, SystemClock().now())
-    except (Conflict, InvalidInput, accounts.WeakPassword) as exc:
+    except (Conflict, Invalid, accounts.WeakPassword) as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"created {user.role} {user.email}", err=True)
     if generated:
@@ -225,8 +225,9 @@ def subscribers_import(
     config_path: ConfigOption = None,
 ) -> None:
     """Import a CSV as confirmed subscribers, with an `imported` consent event per row."""
+    from mailer.errors import Invalid
     from mailer.subscriptions import transfer
-    from mailer.subscriptions.errors import InvalidInput, UnknownList
+    from mailer.subscriptions.errors import UnknownList
 
     settings = _settings(config_path)
     engine = _engine(settings, migrate_sqlite=True)
@@ -247,7 +248,7 @@ def subscribers_import(
             )
     except UnknownList as exc:
         raise fail(f"there is no list {list_slug!r}") from exc
-    except InvalidInput as exc:
+    except Invalid as exc:
         raise fail(exc.message) from exc
     except UnicodeDecodeError as exc:
         raise fail("the file is not UTF-8 text") from exc
@@ -288,13 +289,13 @@ def subscribers_export(
 
 def _subscriber_by_address(engine: Engine, email: str) -> int:
     """The id of the subscriber with this address, or a clear error (exit 2)."""
+    from mailer.errors import Invalid
     from mailer.subscriptions import directory
     from mailer.subscriptions.addresses import normalize_email
-    from mailer.subscriptions.errors import InvalidInput
 
     try:
         address = normalize_email(email)
-    except InvalidInput as exc:
+    except Invalid as exc:
         raise fail(f"not a valid address: {exc.message}") from exc
     with db.session_scope(engine) as session:
         found = directory.search(session, email=address, limit=1)
@@ -370,7 +371,7 @@ def digest_send(
     """Start a send of the digest now; prints the send's id on the last line."""
     from mailer.content import digests
     from mailer.delivery import sends
-    from mailer.subscriptions.errors import NotFound
+    from mailer.errors import NotFound
 
     settings = _settings(config_path)
     _engine(settings, migrate_sqlite=True).dispose()
@@ -408,7 +409,7 @@ def sends_show(
     import time
 
     from mailer.delivery import sends
-    from mailer.subscriptions.errors import NotFound
+    from mailer.errors import NotFound
 
     engine = _engine(_settings(config_path), migrate_sqlite=True)
     finished = {"done", "cancelled", "skipped"}
@@ -454,7 +455,7 @@ def sends_show(
 
 def _change_send(send_id: int, change: str, config_path: Path | None) -> None:
     from mailer.delivery import sends
-    from mailer.subscriptions.errors import NotFound
+    from mailer.errors import NotFound
 
     engine = _engine(_settings(config_path), migrate_sqlite=True)
     try:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailer.config import AdminSettings
+from mailer.errors import Invalid
 from mailer.ratelimit import SlidingWindowLimiter
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def account_key(email: str) -> str:
     inside it, and an international domain written either way all count as one."""
     try:
         return normalize_email(email).lower()
-    except InvalidInput:
+    except Invalid:
         return "".join(email.split()).lower()
 
 

@@ -7,6 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from mailer.errors import Invalid
 from mailer.models import Subscriber
 from mailer.services import Services
 from mailer.subscriptions.addresses import (
@@ -17,7 +18,6 @@ from mailer.subscriptions.addresses import (
     check_header_safe,
     normalize_email,
 )
-from mailer.subscriptions.errors import InvalidInput
 from tests.conftest import SmtpSink, count_rows, outbox_idle
 
 
@@ -58,7 +58,7 @@ def test_normalizing_twice_changes_nothing() -> None:
     ],
 )
 def test_malformed_addresses_are_refused(raw: str) -> None:
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(Invalid) as refused:
         normalize_email(raw)
     assert refused.value.field == "email"
 
@@ -77,7 +77,7 @@ def test_malformed_addresses_are_refused(raw: str) -> None:
     ],
 )
 def test_header_injection_in_an_address_is_refused(raw: str) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(Invalid):
         normalize_email(raw)
 
 
@@ -96,7 +96,7 @@ def test_header_injection_in_an_address_is_refused(raw: str) -> None:
     ],
 )
 def test_raw_control_characters_are_refused(value: str) -> None:
-    with pytest.raises(InvalidInput, match="line breaks or control"):
+    with pytest.raises(Invalid, match="line breaks or control"):
         check_header_safe("name", value)
 
 
@@ -113,7 +113,7 @@ def test_raw_control_characters_are_refused(value: str) -> None:
     ],
 )
 def test_control_characters_hidden_in_an_encoded_word_are_refused(value: str) -> None:
-    with pytest.raises(InvalidInput, match="encoded line breaks"):
+    with pytest.raises(Invalid, match="encoded line breaks"):
         check_header_safe("name", value)
 
 
@@ -121,7 +121,7 @@ def test_control_characters_hidden_in_an_encoded_word_are_refused(value: str) ->
     "value", ["=?x-no-such-charset?q?Eve?=", "=?utf-8?b?a?=", "=?utf-8?b?abcde?="]
 )
 def test_a_malformed_encoded_word_is_refused_not_a_crash(value: str) -> None:
-    with pytest.raises(InvalidInput, match="malformed encoded word"):
+    with pytest.raises(Invalid, match="malformed encoded word"):
         check_header_safe("name", value)
 
 
@@ -187,7 +187,7 @@ def test_different_addresses_keep_different_canonical_forms() -> None:
     ],
 )
 def test_rfc_5321_length_limits_are_enforced_in_octets(raw: str, problem: str) -> None:
-    with pytest.raises(InvalidInput, match=f"(?i){problem}") as refused:
+    with pytest.raises(Invalid, match=f"(?i){problem}") as refused:
         normalize_email(raw)
     assert refused.value.field == "email"
 

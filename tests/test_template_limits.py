@@ -96,9 +96,7 @@ def test_a_template_that_runs_too_long_is_refused_within_its_limit(
             assert took < LIMIT_SECONDS + 1.0, (template, took)
 
 
-@pytest.mark.parametrize(
-    "settings_overrides", [{"templates": {"render_timeout_seconds": 60}}]
-)
+@pytest.mark.parametrize("settings_overrides", [{"templates": {"render_timeout_seconds": 60}}])
 def test_a_template_that_writes_or_builds_too_much_is_refused(
     editor: TestClient, services: Services
 ) -> None:

@@ -9,19 +9,12 @@ from sqlalchemy.exc import DBAPIError
 
 from mailer.api import unavailable
 from mailer.db import DatabaseBusy
-from mailer.subscriptions.errors import (
-    Conflict,
-    Expired,
-    InvalidInput,
-    NotFound,
-    SubscriptionError,
-    UnknownForm,
-    UnknownList,
-)
+from mailer.errors import Conflict, Invalid, MailerError, NotFound
+from mailer.subscriptions.errors import Expired, UnknownForm, UnknownList
 from mailer.web.admin.errors import error_page, is_admin
 
 STATUS = {
-    InvalidInput: 422,
+    Invalid: 422,
     UnknownList: 422,
     UnknownForm: 404,
     NotFound: 404,
@@ -30,7 +23,7 @@ STATUS = {
 }
 
 
-def _detail(exc: SubscriptionError) -> str:
+def _detail(exc: MailerError) -> str:
     if isinstance(exc, UnknownList):
         return f"unknown list {exc}"
     if isinstance(exc, UnknownForm):
@@ -41,8 +34,8 @@ def _detail(exc: SubscriptionError) -> str:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(SubscriptionError)
-    async def domain_error(request: Request, exc: SubscriptionError) -> Response:
+    @app.exception_handler(MailerError)
+    async def domain_error(request: Request, exc: MailerError) -> Response:
         status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
         if is_admin(request):
             return error_page(request, status, _detail(exc))

@@ -22,17 +22,13 @@ from mailer.api.deps import ServicesDep, client_ip
 from mailer.api.responses import READERS
 from mailer.db import serves, session_scope
 from mailer.delivery import outbox
+from mailer.errors import Invalid, NotFound
 from mailer.models import MailingList, Subscriber, SubscriptionStatus
 from mailer.ratelimit import retry_after_header
 from mailer.services import Services
 from mailer.subscriptions import catalog, leaving, ledger, signup
 from mailer.subscriptions.addresses import address_digest, check_header_safe, normalize_email
-from mailer.subscriptions.errors import (
-    Expired,
-    InvalidInput,
-    NotFound,
-    UnknownForm,
-)
+from mailer.subscriptions.errors import Expired, UnknownForm
 from mailer.tokens import BadToken, Purpose
 from mailer.web.pages import Pages
 
@@ -329,7 +325,7 @@ _GENERAL = {
 }
 
 
-def _reader_message(exc: InvalidInput) -> str:
+def _reader_message(exc: Invalid) -> str:
     """The message a reader sees: email-validator's are whole sentences, ours are
     fragments that follow the field's name ("email is required")."""
     if exc.message[:1].isupper():
@@ -368,7 +364,7 @@ def _signup(
             email = normalize_email(fields.email)
             name = check_header_safe("name", fields.name)[:200]
             check_header_safe("source_url", fields.source_url)
-        except InvalidInput as exc:
+        except Invalid as exc:
             raise BadRequest(
                 422, _reader_message(exc), exc.field, general=_GENERAL.get(exc.field, "")
             ) from exc

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, String, cast, false, func, or_
 from sqlmodel import Session, col, select
 
+from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import Article, DigestArticle
-from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 MAX_TOPICS = 20
 
@@ -36,7 +36,7 @@ def normalize_topics(topics: list[str]) -> list[str]:
     """Topic slugs, unique, in their first order."""
     cleaned = [slug for slug in (topic_slug(topic) for topic in topics) if slug]
     if len(cleaned) > MAX_TOPICS:
-        raise InvalidInput("topics", f"at most {MAX_TOPICS} topics")
+        raise Invalid("topics", f"at most {MAX_TOPICS} topics")
     return list(dict.fromkeys(cleaned))
 
 
@@ -50,9 +50,9 @@ def has_any_topic(topics: list[str]) -> ColumnElement[bool]:
 def upsert(session: Session, data: ArticleInput, now: datetime) -> tuple[Article, bool]:
     """Store the article; returns it and whether it was new."""
     if not data.url.startswith(("http://", "https://")):
-        raise InvalidInput("url", "must be an http(s) URL")
+        raise Invalid("url", "must be an http(s) URL")
     if not data.title.strip():
-        raise InvalidInput("title", "is required")
+        raise Invalid("title", "is required")
     existing = session.exec(select(Article).where(col(Article.url) == data.url)).first()
     article = existing or Article(
         url=data.url, title="", published_at=now, created_at=now, updated_at=now

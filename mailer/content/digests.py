@@ -10,11 +10,11 @@ from sqlmodel import Session, col, select
 from mailer.content.articles import normalize_topics
 from mailer.delivery.render import RECIPIENT, MailRenderer, TemplateProblem
 from mailer.delivery.template_values import sample_context
+from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import Digest
 from mailer.scheduling import BadSchedule, next_run_of, trigger, zone
 from mailer.subscriptions.addresses import check_header_safe
 from mailer.subscriptions.catalog import list_by_slug
-from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 EDITABLE = (
     "name",
@@ -31,7 +31,7 @@ EDITABLE = (
 
 
 def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
-    """Refuse a bad schedule, time zone or template (InvalidInput) before anything is
+    """Refuse a bad schedule, time zone or template (Invalid) before anything is
     written; `fields` are a digest's editable fields, or some of them.
 
     The templates are tried on sample articles, so one that runs past its time or size
@@ -50,9 +50,9 @@ def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
         if overrides:
             _try_on_samples(fields, overrides, renderer)
     except BadSchedule as exc:
-        raise InvalidInput("schedule", str(exc)) from exc
+        raise Invalid("schedule", str(exc)) from exc
     except TemplateProblem as exc:
-        raise InvalidInput("template", str(exc)) from exc
+        raise Invalid("template", exc.message) from exc
     return fields
 
 
@@ -78,7 +78,7 @@ def reschedule(digest: Digest, now: datetime) -> None:
     try:
         digest.next_run_at = next_run_of(digest, now)
     except BadSchedule as exc:
-        raise InvalidInput("schedule", str(exc)) from exc
+        raise Invalid("schedule", str(exc)) from exc
 
 
 def get(session: Session, digest_id: int) -> Digest:
@@ -110,14 +110,14 @@ def apply(session: Session, digest: Digest, fields: dict[str, Any], now: datetim
     """Set the editable `fields` on `digest` after checking them."""
     for name, value in fields.items():
         if name not in EDITABLE:
-            raise InvalidInput(name, "cannot be changed")
+            raise Invalid(name, "cannot be changed")
         setattr(digest, name, value)
     digest.name = check_header_safe("name", digest.name.strip())
     if not digest.name:
-        raise InvalidInput("name", "is required")
+        raise Invalid("name", "is required")
     digest.schedule = " ".join(digest.schedule.split())
     if not digest.schedule and digest.send_at is None:
-        raise InvalidInput("schedule", "give a cron schedule or a one-off send_at")
+        raise Invalid("schedule", "give a cron schedule or a one-off send_at")
     digest.topics = normalize_topics(digest.topics)
     clash = session.exec(
         select(Digest).where(col(Digest.name) == digest.name, col(Digest.id) != digest.id)

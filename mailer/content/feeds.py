@@ -23,9 +23,9 @@ from sqlmodel import Session, col, select
 
 from mailer.content.articles import ArticleInput, normalize_topics, topic_slug, upsert
 from mailer.db import session_scope
+from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import Feed
 from mailer.outbound import REFUSED, Outbound, describe
-from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -204,15 +204,15 @@ def create(session: Session, fields: dict[str, Any], outbound: Outbound, now: da
     this machine is refused here already, other names when each poll connects."""
     url = fields["url"]
     if not url.startswith(("http://", "https://")):
-        raise InvalidInput("url", "must be an http(s) URL")
+        raise Invalid("url", "must be an http(s) URL")
     try:
         host = httpx.URL(url).host
     except httpx.InvalidURL as exc:
-        raise InvalidInput("url", "not a valid URL") from exc
+        raise Invalid("url", "not a valid URL") from exc
     if not host:
-        raise InvalidInput("url", "has no host")
+        raise Invalid("url", "has no host")
     if outbound.refuses_without_lookup(host):
-        raise InvalidInput("url", REFUSED)
+        raise Invalid("url", REFUSED)
     if session.exec(select(Feed).where(col(Feed.url) == url)).first():
         raise Conflict("this feed exists")
     feed = Feed(**fields, created_at=now, next_poll_at=now)

@@ -32,12 +32,16 @@ from markupsafe import escape
 
 from mailer.delivery import render_limits
 from mailer.delivery.render_limits import LimitsExtension, TemplateLimits
+from mailer.errors import Invalid
 
 log = logging.getLogger(__name__)
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(Invalid):
     """An editor's template does not compile or render (syntax, sandbox violation)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("template", message)
 
 
 class _RecipientMarkers:

@@ -27,6 +27,7 @@ from mailer.delivery.template_values import (
     list_values,
 )
 from mailer.delivery.transport import DeliveryError, make_transport
+from mailer.errors import Conflict, NotFound
 from mailer.models import (
     UNDELIVERED,
     Article,
@@ -46,7 +47,6 @@ from mailer.models import (
     Suppression,
     WebhookEvent,
 )
-from mailer.subscriptions.errors import Conflict, NotFound
 from mailer.webhooks import events
 
 ANALYZE_AFTER = 10_000
@@ -61,7 +61,7 @@ class AlreadyStarted(Conflict):
     reaches the API)."""
 
 
-class NothingNew(Exception):
+class NothingNew(Conflict):
     """No article is new since the digest's previous send: there is nothing to show."""
 
 
@@ -235,7 +235,7 @@ def start_send(
         for choice, edition in variants.items():
             rendered[choice] = render_digest(settings, renderer, edition)
     except TemplateProblem as exc:
-        refused = str(exc)
+        refused = exc.message
 
     session.refresh(digest, with_for_update=True)
     if digest.last_sent_at != read_last_sent_at:
@@ -588,7 +588,7 @@ def public_fields(send: Send, counts: Progress, now: datetime | None = None) -> 
     }
 
 
-class WrongState(Exception):
+class WrongState(Conflict):
     """The send is not in a state that allows this change."""
 
 

@@ -16,7 +16,7 @@ from email.header import decode_header
 import idna
 from email_validator import EmailNotValidError, validate_email
 
-from mailer.subscriptions.errors import InvalidInput
+from mailer.errors import Invalid
 
 MAX_ADDRESS_LENGTH = 254
 """RFC 5321 limits, in octets: the whole address (a path of 256 less its brackets), ..."""
@@ -31,7 +31,7 @@ _ENCODED_WORD = re.compile(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=")
 def check_header_safe(field: str, value: str) -> str:
     """Refuse control characters, raw or hidden in an RFC 2047 encoded word."""
     if _CONTROL.search(value):
-        raise InvalidInput(field, "must not contain line breaks or control characters")
+        raise Invalid(field, "must not contain line breaks or control characters")
     if _ENCODED_WORD.search(value):
         try:
             decoded = "".join(
@@ -39,9 +39,9 @@ def check_header_safe(field: str, value: str) -> str:
                 for part, charset in decode_header(value)
             )
         except (ValueError, LookupError, HeaderParseError) as exc:
-            raise InvalidInput(field, "contains a malformed encoded word") from exc
+            raise Invalid(field, "contains a malformed encoded word") from exc
         if _CONTROL.search(decoded):
-            raise InvalidInput(field, "must not contain encoded line breaks")
+            raise Invalid(field, "must not contain encoded line breaks")
     return value
 
 
@@ -51,15 +51,15 @@ def normalize_email(raw: str) -> str:
     value = raw.strip(" \t")
     check_header_safe("email", value)
     if not value:
-        raise InvalidInput("email", "is required")
+        raise Invalid("email", "is required")
     if len(value) > MAX_ADDRESS_LENGTH:
-        raise InvalidInput("email", f"is too long (at most {MAX_ADDRESS_LENGTH} characters)")
+        raise Invalid("email", f"is too long (at most {MAX_ADDRESS_LENGTH} characters)")
     try:
         checked = validate_email(
             value, check_deliverability=False, allow_quoted_local=False, strict=True
         )
     except EmailNotValidError as exc:
-        raise InvalidInput("email", str(exc)) from exc
+        raise Invalid("email", str(exc)) from exc
     local, _, domain = checked.normalized.rpartition("@")
     _check_octets(local, checked.ascii_domain)
     return f"{local}@{domain.lower()}"
@@ -69,18 +69,18 @@ def _check_octets(local: str, ascii_domain: str) -> None:
     """RFC 5321 counts octets: a non-ASCII local part takes two to four per character."""
     local_octets = len(local.encode())
     if local_octets > MAX_LOCAL_LENGTH:
-        raise InvalidInput(
+        raise Invalid(
             "email",
             f"The part before the @-sign is too long ({local_octets} bytes; "
             f"at most {MAX_LOCAL_LENGTH}).",
         )
     if len(ascii_domain) > MAX_DOMAIN_LENGTH:
-        raise InvalidInput(
+        raise Invalid(
             "email", f"The part after the @-sign is too long (at most {MAX_DOMAIN_LENGTH} bytes)."
         )
     total = local_octets + 1 + len(ascii_domain)
     if total > MAX_ADDRESS_LENGTH:
-        raise InvalidInput(
+        raise Invalid(
             "email", f"The address is too long ({total} bytes; at most {MAX_ADDRESS_LENGTH})."
         )
 

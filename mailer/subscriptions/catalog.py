@@ -10,16 +10,17 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from mailer.errors import Conflict, Invalid
 from mailer.models import Form, FormConsentVersion, FormList, MailingList
 from mailer.subscriptions.addresses import check_header_safe
-from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownForm, UnknownList
+from mailer.subscriptions.errors import UnknownForm, UnknownList
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 def check_slug(field: str, slug: str) -> str:
     if not SLUG.fullmatch(slug):
-        raise InvalidInput(field, "must be 1-64 lower-case letters, digits or dashes")
+        raise Invalid(field, "must be 1-64 lower-case letters, digits or dashes")
     return slug
 
 
@@ -89,7 +90,7 @@ def lists_of_form(session: Session, form: Form) -> list[MailingList]:
 
 def _resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
     if not slugs:
-        raise InvalidInput("lists", "a form must offer at least one list")
+        raise Invalid("lists", "a form must offer at least one list")
     return [list_by_slug(session, slug) for slug in dict.fromkeys(slugs)]
 
 
@@ -112,7 +113,7 @@ def create_form(
     forms made before allowed hosts existed); with them, the redirect must be on one."""
     check_slug("slug", slug)
     if not consent_text.strip():
-        raise InvalidInput("consent_text", "is required")
+        raise Invalid("consent_text", "is required")
     if allowed_hosts is None:
         allowed_hosts = [host_of(redirect_url)] if host_of(redirect_url) else []
     hosts = check_allowed_hosts(allowed_hosts)
@@ -173,7 +174,7 @@ def update_form(
         )
     if consent_text is not None and consent_text != form.consent_text:
         if not consent_text.strip():
-            raise InvalidInput("consent_text", "is required")
+            raise Invalid("consent_text", "is required")
         form.consent_version += 1
         form.consent_text = consent_text
         session.add(
@@ -230,14 +231,14 @@ def check_allowed_hosts(hosts: list[str]) -> list[str]:
     for raw in hosts:
         host = raw.strip().lower().rstrip(".")
         if not _HOST_NAME.fullmatch(host):
-            raise InvalidInput(
+            raise Invalid(
                 "allowed_hosts",
                 f"{raw[:100]!r} is not a host name (give it alone, e.g. www.example.com)",
             )
         if host not in cleaned:
             cleaned.append(host)
     if len(cleaned) > MAX_ALLOWED_HOSTS:
-        raise InvalidInput("allowed_hosts", f"at most {MAX_ALLOWED_HOSTS} hosts")
+        raise Invalid("allowed_hosts", f"at most {MAX_ALLOWED_HOSTS} hosts")
     return cleaned
 
 
@@ -249,12 +250,12 @@ def check_redirect_url(url: str, allowed_hosts: list[str], own_host: str) -> str
         return url
     check_header_safe("redirect_url", url)
     if not re.match(r"^https?://[^\s/]+", url) or "\\" in url or not host_of(url):
-        raise InvalidInput("redirect_url", "must be an absolute http(s) URL")
+        raise Invalid("redirect_url", "must be an absolute http(s) URL")
     if "@" in urlsplit(url).netloc:
-        raise InvalidInput("redirect_url", "must not contain a user name or password")
+        raise Invalid("redirect_url", "must not contain a user name or password")
     host = host_of(url)
     if host not in allowed_hosts and host != own_host:
-        raise InvalidInput(
+        raise Invalid(
             "redirect_url",
             f"is on {host}, which is not one of the form's allowed hosts "
             f"({', '.join(allowed_hosts) or 'none'}); add it to allowed_hosts first",
@@ -270,6 +271,6 @@ def thanks_redirect(form: Form, own_host: str) -> str:
             form.redirect_url, list(form.allowed_hosts), own_host
         ):
             return form.redirect_url
-    except InvalidInput:
+    except Invalid:
         pass
     return f"/forms/{form.slug}/thanks"

@@ -1,34 +1,35 @@
-"""Errors the subscription domain raises; the API maps each to a 4xx answer."""
+"""Refusals particular to subscriptions, each one of the kinds in `mailer.errors`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer.errors import Gone, Invalid, NotFound
 
 
-class SubscriptionError(Exception):
-    """Base for errors caused by the caller's input."""
+class UnknownForm(NotFound):
+    """No signup form has this slug."""
+
+    def __init__(self, slug: str, **kwargs: Any) -> None:
+        super().__init__("form", **kwargs)
+        self.slug = slug
+
+    @property
+    def detail(self) -> str:
+        return f"unknown form {self.slug}"
 
 
-class InvalidInput(SubscriptionError):
-    """A value is malformed or unsafe (bad address, header injection)."""
+class UnknownList(Invalid):
+    """No list has this slug (a value in the request, so 422 rather than 404)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    def __init__(self, slug: str, **kwargs: Any) -> None:
+        super().__init__("list", f"unknown list {slug}", **kwargs)
+        self.slug = slug
 
-
-class UnknownForm(SubscriptionError):
-    pass
-
-
-class UnknownList(SubscriptionError):
-    pass
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
-class NotFound(SubscriptionError):
-    pass
-
-
-class Expired(SubscriptionError):
+class Expired(Gone):
     """A confirm link past its expiry, or revoked by a later unsubscribe."""
-
-
-class Conflict(SubscriptionError):
-    """The thing exists already (a slug taken)."""

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from mailer.errors import NotFound
 from mailer.models import (
     ConsentAction,
     Digest,
@@ -17,7 +18,6 @@ from mailer.models import (
     WebhookEvent,
 )
 from mailer.subscriptions import ledger
-from mailer.subscriptions.errors import NotFound
 from mailer.subscriptions.signup import (
     lock_subscriber,
     revoke_open_confirmations,

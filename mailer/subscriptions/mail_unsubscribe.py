@@ -15,8 +15,8 @@ from email.parser import BytesParser
 
 from sqlmodel import Session
 
+from mailer.errors import NotFound
 from mailer.subscriptions import leaving, ledger
-from mailer.subscriptions.errors import NotFound
 from mailer.tokens import Signer
 
 TOKEN = re.compile(r"unsubscribe\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", re.IGNORECASE)

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from mailer.config import SignupSettings
 from mailer.db import insert_unless_present
+from mailer.errors import NotFound
 from mailer.models import (
     UNDELIVERED,
     Confirmation,
@@ -34,7 +35,7 @@ from mailer.models import (
 )
 from mailer.subscriptions import ledger
 from mailer.subscriptions.addresses import address_key
-from mailer.subscriptions.errors import Expired, NotFound
+from mailer.subscriptions.errors import Expired
 from mailer.webhooks import events
 
 PREFERENCES_WORDING = "Chose this list in the preference centre."

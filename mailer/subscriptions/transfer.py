@@ -13,6 +13,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from mailer.db import insert_many_unless_present, session_scope
+from mailer.errors import Invalid
 from mailer.models import (
     ConsentAction,
     MailingList,
@@ -24,7 +25,6 @@ from mailer.models import (
 from mailer.subscriptions import ledger, suppression
 from mailer.subscriptions.addresses import address_key, check_header_safe, normalize_email
 from mailer.subscriptions.catalog import list_by_slug
-from mailer.subscriptions.errors import InvalidInput
 from mailer.webhooks import events
 
 IMPORT_BATCH = 500
@@ -42,7 +42,7 @@ def read_rows(handle: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) pairs of a CSV with an `email` column."""
     reader = csv.DictReader(handle)
     if reader.fieldnames is None or "email" not in [h.strip().lower() for h in reader.fieldnames]:
-        raise InvalidInput("file", "the CSV needs a header row with an 'email' column")
+        raise Invalid("file", "the CSV needs a header row with an 'email' column")
     for row in reader:
         cleaned = {
             (k or "").strip().lower(): (v or "") for k, v in row.items() if isinstance(v, str)
@@ -68,7 +68,7 @@ def import_csv(
         try:
             email = normalize_email(row.get("email", ""))
             name = check_header_safe("name", row.get("name", "").strip())
-        except InvalidInput as exc:
+        except Invalid as exc:
             report.skipped.append(
                 (line, exc.message if exc.field == "name" else f"invalid address: {exc.message}")
             )

@@ -19,35 +19,35 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from mailer.config import WebhookSettings
+from mailer.errors import Invalid, NotFound
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from mailer.outbound import REFUSED, Outbound
-from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.webhooks import signing
 from mailer.webhooks.events import forget_endpoints
 
 
 def check_url(url: str, settings: WebhookSettings, outbound: Outbound) -> str:
-    """The URL, trimmed, if an endpoint may have it; InvalidInput (a 422) otherwise."""
+    """The URL, trimmed, if an endpoint may have it; Invalid (a 422) otherwise."""
     url = url.strip()
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise InvalidInput("url", "must not contain spaces or control characters")
+        raise Invalid("url", "must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
         httpx.URL(url)  # the worker sends with httpx: what it refuses is refused here
     except (ValueError, httpx.InvalidURL) as exc:
-        raise InvalidInput("url", "not a valid URL") from exc
+        raise Invalid("url", "not a valid URL") from exc
     allowed = ("https", "http") if settings.allow_http else ("https",)
     if parts.scheme not in allowed:
-        raise InvalidInput("url", "must start with https://")
+        raise Invalid("url", "must start with https://")
     if not parts.hostname:
-        raise InvalidInput("url", "has no host")
+        raise Invalid("url", "has no host")
     if parts.username is not None or parts.password is not None:
-        raise InvalidInput("url", "must not carry a user name or password")
+        raise Invalid("url", "must not carry a user name or password")
     if parts.fragment:
-        raise InvalidInput("url", "must not have a #fragment")
+        raise Invalid("url", "must not have a #fragment")
     if outbound.refuses_without_lookup(httpx.URL(url).host):
-        raise InvalidInput("url", REFUSED)
+        raise Invalid("url", REFUSED)
     return url
 
 
@@ -55,7 +55,7 @@ def check_description(description: str) -> str:
     """The description, trimmed, if it is plain text on one line."""
     description = description.strip()
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in description):
-        raise InvalidInput("description", "must be one line without control characters")
+        raise Invalid("description", "must be one line without control characters")
     return description
 
 
@@ -65,11 +65,11 @@ def check_events(events: Iterable[str]) -> list[str]:
     chosen: list[str] = []
     for event in events:
         if event not in known:
-            raise InvalidInput("events", f"unknown event {event!r}")
+            raise Invalid("events", f"unknown event {event!r}")
         if event not in chosen:
             chosen.append(event)
     if not chosen:
-        raise InvalidInput("events", "choose at least one event")
+        raise Invalid("events", "choose at least one event")
     return chosen
 
 

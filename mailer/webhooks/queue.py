@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from mailer.errors import Invalid, NotFound
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from mailer.subscriptions.errors import InvalidInput, NotFound
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -146,9 +146,9 @@ def retry(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
 
 
 def retry_failed(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
-    """As `retry`, for a delivery that has failed; InvalidInput (a 422) for any other."""
+    """As `retry`, for a delivery that has failed; Invalid (a 422) for any other."""
     if delivery.status != FAILED:
-        raise InvalidInput("delivery", f"is {delivery.status}, only a failed one can be retried")
+        raise Invalid("delivery", f"is {delivery.status}, only a failed one can be retried")
     retry(session, delivery, now)
     session.flush()
 

@@ -11,7 +11,8 @@ from sqlmodel import Session
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.content import digests
 from mailer.delivery import sends
-from mailer.delivery.render import RenderedMail, TemplateProblem
+from mailer.delivery.render import RenderedMail
+from mailer.errors import Conflict, Invalid
 from mailer.models import Digest, MailingList
 from mailer.scheduling import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.schemas import (
@@ -27,7 +28,6 @@ from mailer.schemas import (
 )
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import Conflict, InvalidInput
 
 router = APIRouter(prefix="/digests", tags=["digests"])
 
@@ -81,7 +81,7 @@ def schedule_preview(
     try:
         runs = local_runs(schedule, timezone, services.clock.now(), 5)
     except BadSchedule as exc:
-        raise InvalidInput("schedule", str(exc)) from exc
+        raise Invalid("schedule", str(exc)) from exc
     return SchedulePreview(
         schedule=" ".join(schedule.split()),
         timezone=timezone,
@@ -149,8 +149,6 @@ def _preview(session: Session, digest: Digest, services: Services) -> Preview:
         mail, articles = sends.preview(
             session, services.settings, services.renderer, digest, services.clock.now()
         )
-    except TemplateProblem as exc:
-        raise InvalidInput("template", str(exc)) from exc
     except sends.NothingNew as exc:
         raise Conflict(f"nothing to preview: {exc}") from exc
     return Preview(

@@ -11,9 +11,9 @@ from sqlmodel import Session
 
 from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
 from mailer.delivery import sends
+from mailer.errors import Conflict
 from mailer.models import OutboxStatus
 from mailer.schemas import SendMessagePublic, SendPublic
-from mailer.subscriptions.errors import Conflict
 
 router = APIRouter(prefix="/sends", tags=["sends"])
 

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
+from mailer.errors import NotFound
 from mailer.models import MailingList, Subscriber, Subscription
 from mailer.schemas import (
     ChainVerification,
@@ -20,7 +21,6 @@ from mailer.schemas import (
 )
 from mailer.subscriptions import directory, erasure, ledger, suppression, transfer
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import NotFound
 from mailer.subscriptions.export import SubscriberHeld, held_data
 
 router = APIRouter(prefix="/subscribers", tags=["subscribers"])

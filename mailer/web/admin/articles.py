@@ -19,9 +19,9 @@ from sqlmodel import Session
 from mailer.accounts import SignedIn
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.content import articles, feeds
+from mailer.errors import Conflict, Invalid
 from mailer.models import Article
 from mailer.schemas import ArticleIn, FeedCreate
-from mailer.subscriptions.errors import Conflict, InvalidInput
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import as_utc, time_tag
 
@@ -44,10 +44,10 @@ TEXT_LIMIT = 20_000
 """Form fields longer than any schema allows are refused by the schema's own message."""
 
 
-def _problems(exc: ValidationError | InvalidInput) -> str:
+def _problems(exc: ValidationError | Invalid) -> str:
     """A schema's or the domain's complaints, one sentence per field, named as the form
     names them."""
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, Invalid):
         return f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}."
     parts = []
     for error in exc.errors():
@@ -144,7 +144,7 @@ def add_feed(
             interval_minutes=interval_minutes.strip() or "15",  # type: ignore[arg-type]
         )
         feeds.create(session, body.model_dump(), services.outbound, services.clock.now())
-    except (ValidationError, InvalidInput) as exc:
+    except (ValidationError, Invalid) as exc:
         return _feeds_page(request, current, session, _problems(exc), typed, 422)
     except Conflict:
         session.rollback()
@@ -223,14 +223,14 @@ def _published_at(typed: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(typed.strip()))
     except ValueError as exc:
-        raise InvalidInput("published_at", "must be a date and time") from exc
+        raise Invalid("published_at", "must be a date and time") from exc
 
 
 def _image_url(typed: str) -> str:
     """Empty, or an absolute http(s) URL: the digest's <img> needs one."""
     value = typed.strip()
     if value and not value.startswith(("http://", "https://")):
-        raise InvalidInput("image_url", "must be an http(s) URL, or empty")
+        raise Invalid("image_url", "must be an http(s) URL, or empty")
     return value
 
 
@@ -270,7 +270,7 @@ def save_article(
             published_at=_published_at(published_at),
         )
         articles.upsert(session, articles.ArticleInput(**body.model_dump()), services.clock.now())
-    except (ValidationError, InvalidInput) as exc:
+    except (ValidationError, Invalid) as exc:
         session.rollback()
         return _article_page(request, current, session, article, typed, _problems(exc), 422)
     session.commit()

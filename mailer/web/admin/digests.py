@@ -27,13 +27,14 @@ from mailer.content import digests
 from mailer.content.articles import normalize_topics
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail, TemplateProblem
+from mailer.errors import Conflict, Invalid
 from mailer.models import Digest, MailingList
 from mailer.scheduling import BadSchedule, describe, local_runs, run_label
 from mailer.schemas import DigestCreate, DigestUpdate, TestSend
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.catalog import all_lists
-from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownList
+from mailer.subscriptions.errors import UnknownList
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import in_zone
 
@@ -107,7 +108,7 @@ def _fields(draft: dict[str, str]) -> dict[str, Any]:
     try:
         max_articles = int(draft["max_articles"].strip())
     except ValueError as exc:
-        raise InvalidInput("max articles", "give a whole number") from exc
+        raise Invalid("max articles", "give a whole number") from exc
     return {
         "name": draft["name"],
         "schedule": draft["schedule"],
@@ -226,7 +227,7 @@ def create(
         fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
         digest = digests.create(session, body.list_slug, fields, now)
         digests.reschedule(digest, now)
-    except (ValidationError, UnknownList, InvalidInput, Conflict) as exc:
+    except (ValidationError, UnknownList, Invalid, Conflict) as exc:
         session.rollback()
         return _new_page(request, current, session, services, draft, _refusal(exc), 422)
     session.commit()
@@ -257,7 +258,7 @@ def _digest_page(
         mail, found = sends.preview(session, services.settings, services.renderer, digest, now)
         articles = len(found)
     except (TemplateProblem, sends.NothingNew) as exc:
-        preview_error = str(exc)
+        preview_error = exc.message
     return render(
         request,
         current,
@@ -308,7 +309,7 @@ def update(
         digest = digests.get(session, digest_id)
         digests.apply(session, digest, fields, now)
         digests.reschedule(digest, now)
-    except (ValidationError, InvalidInput, Conflict) as exc:
+    except (ValidationError, Invalid, Conflict) as exc:
         session.rollback()
         digest = digests.get(session, digest_id)
         return _digest_page(request, current, session, services, digest, draft, _refusal(exc), 422)
@@ -334,7 +335,7 @@ def _draft_digest(digest: Digest, draft: dict[str, str]) -> Digest:
     fields = _fields(draft)
     copy.topics = normalize_topics(fields["topics"])
     if not 1 <= fields["max_articles"] <= 100:
-        raise InvalidInput("max articles", "from 1 to 100")
+        raise Invalid("max articles", "from 1 to 100")
     copy.max_articles = fields["max_articles"]
     copy.name = fields["name"].strip() or digest.name
     for part in TEMPLATE_PARTS:
@@ -353,7 +354,7 @@ def preview_html(
             session, services.settings, services.renderer, digest, services.clock.now()
         )
     except (TemplateProblem, sends.NothingNew) as exc:
-        return _problem_document(str(exc))
+        return _problem_document(exc.message)
     return _preview_document(mail.html)
 
 
@@ -366,9 +367,9 @@ def _draft_preview(
             session, services.settings, services.renderer, digest, services.clock.now()
         )
     except TemplateProblem as exc:
-        raise InvalidInput("template", str(exc)) from exc
+        raise Invalid("template", exc.message) from exc
     except sends.NothingNew as exc:
-        raise InvalidInput("articles", str(exc)) from exc
+        raise Invalid("articles", str(exc)) from exc
     return mail
 
 
@@ -383,7 +384,7 @@ def preview_draft_html(
     """The form's unsaved draft as HTML, posted into the preview frame; writes nothing."""
     try:
         mail = _draft_preview(session, services, digest_id, draft)
-    except InvalidInput as exc:
+    except Invalid as exc:
         return _problem_document(str(exc))
     finally:
         session.rollback()
@@ -401,7 +402,7 @@ def preview_draft_json(
     """The draft's subject and text for the page's script; writes nothing."""
     try:
         mail = _draft_preview(session, services, digest_id, draft)
-    except InvalidInput as exc:
+    except Invalid as exc:
         return JSONResponse({"subject": "", "text": "", "error": str(exc)}, headers=PAGE_HEADERS)
     finally:
         session.rollback()
@@ -431,7 +432,7 @@ def test_send(
         mail, _ = sends.preview(
             session, services.settings, services.renderer, digest, services.clock.now()
         )
-    except (ValidationError, InvalidInput, TemplateProblem, sends.NothingNew) as exc:
+    except (ValidationError, Invalid, TemplateProblem, sends.NothingNew) as exc:
         message = (
             "give one to twenty addresses, one a line"
             if isinstance(exc, ValidationError)

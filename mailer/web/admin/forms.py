@@ -18,10 +18,11 @@ from sqlmodel import Session, col, select
 from mailer.accounts import SignedIn
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.api.editors.forms import public
+from mailer.errors import Conflict, Invalid
 from mailer.models import Form, FormConsentVersion
 from mailer.subscriptions import catalog
 from mailer.subscriptions.addresses import check_header_safe
-from mailer.subscriptions.errors import Conflict, InvalidInput, UnknownForm, UnknownList
+from mailer.subscriptions.errors import UnknownForm, UnknownList
 from mailer.web.admin.common import PostedDep, SignedInDep, pages, redirect, render
 
 router = APIRouter(prefix="/admin/forms")
@@ -121,11 +122,11 @@ class FormDraft:
             check_header_safe("name", self.name)
             hosts = catalog.check_allowed_hosts(self.host_list)
             catalog.check_redirect_url(self.redirect_url, hosts, own_host)
-        except InvalidInput as exc:
+        except Invalid as exc:
             raise BadForm(_sentence(exc)) from exc
 
 
-def _sentence(exc: InvalidInput) -> str:
+def _sentence(exc: Invalid) -> str:
     labels = {
         "redirect_url": "The thank-you page address",
         "allowed_hosts": "Allowed hosts:",
@@ -243,16 +244,16 @@ async def create_form(
             allowed_hosts=draft.host_list,
             own_host=own_host,
         )
-    except (BadForm, InvalidInput, UnknownList, Conflict) as exc:
+    except (BadForm, Invalid, UnknownList, Conflict) as exc:
         session.rollback()
-        message = _sentence(exc) if isinstance(exc, InvalidInput) else _refusal(exc)
+        message = _sentence(exc) if isinstance(exc, Invalid) else _refusal(exc)
         return _list_page(request, current, session, services, draft, message, 422)
     return redirect(f"/admin/forms/{draft.slug}", "created")
 
 
 def _refusal(exc: Exception) -> str:
     if isinstance(exc, UnknownList):
-        return f"There is no list {exc}."
+        return f"There is no list {exc.slug}."
     if isinstance(exc, Conflict):
         return "A form with that slug exists already."
     return str(exc)
@@ -292,9 +293,9 @@ async def update_form(
             allowed_hosts=draft.host_list,
             own_host=own_host,
         )
-    except (BadForm, InvalidInput, UnknownList) as exc:
+    except (BadForm, Invalid, UnknownList) as exc:
         session.rollback()
-        message = _sentence(exc) if isinstance(exc, InvalidInput) else _refusal(exc)
+        message = _sentence(exc) if isinstance(exc, Invalid) else _refusal(exc)
         form = _form(session, slug)
         return _edit_page(request, current, session, services, form, draft, message, 422)
     return redirect(f"/admin/forms/{form.slug}", "saved")

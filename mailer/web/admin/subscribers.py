@@ -16,11 +16,11 @@ from mailer.accounts import SignedIn
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.api.editors.subscribers import public
 from mailer.bounces import history
+from mailer.errors import Invalid, NotFound
 from mailer.models import Subscriber, SubscriptionStatus
 from mailer.schemas import ChainVerification
 from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email
-from mailer.subscriptions.errors import InvalidInput, NotFound
 from mailer.subscriptions.export import held_data
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import time_tag
@@ -124,7 +124,7 @@ def search_by_address(
         )
     try:
         exact = directory.search(session, email=normalize_email(typed), limit=1)
-    except InvalidInput:
+    except Invalid:
         exact = []  # not a whole address: look for it as a part of one
     if exact:
         return redirect(f"/admin/subscribers/{exact[0].id}")

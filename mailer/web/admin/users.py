@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from mailer import accounts, apikeys
 from mailer.api.deps import ServicesDep, SessionDep
+from mailer.errors import Conflict, Invalid
 from mailer.models import UserRole
-from mailer.subscriptions.errors import Conflict, InvalidInput
 from mailer.web.admin.common import AdminDep, PostedDep, redirect, render
 
 router = APIRouter(prefix="/admin/users")
@@ -64,7 +64,7 @@ def create_user(
         user = accounts.create_user(
             session, email, accounts.parse_role(role), password, services.clock.now()
         )
-    except (InvalidInput, Conflict) as exc:
+    except (Invalid, Conflict) as exc:
         session.rollback()
         return _page(
             request,
@@ -95,7 +95,7 @@ def change_role(
 ) -> Response:
     try:
         user = accounts.set_role(session, user_id, accounts.parse_role(role))
-    except (InvalidInput, Conflict) as exc:
+    except (Invalid, Conflict) as exc:
         session.rollback()
         status = 409 if isinstance(exc, Conflict) else 422
         return _page(request, current, session, status_code=status, user_error=_message(exc))
@@ -143,7 +143,7 @@ def create_key(
     """A new API key, shown on this answer only."""
     try:
         key = apikeys.create(session, name, services.clock.now())
-    except InvalidInput as exc:
+    except Invalid as exc:
         return _page(
             request, current, session, status_code=422, key_error=_message(exc), new_key=name
         )
@@ -184,7 +184,7 @@ def revoke_key(
 
 
 def _message(exc: Exception) -> str:
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, Invalid):
         joint = ": " if exc.message[:1].isupper() else " "
         return f"{exc.field.capitalize()}{joint}{exc.message.rstrip('.')}."
     text = str(exc)

@@ -14,8 +14,8 @@ from sqlmodel import Session
 
 from mailer import accounts
 from mailer.api.deps import ServicesDep, SessionDep
+from mailer.errors import Invalid
 from mailer.models import WebhookEndpoint, WebhookEvent
-from mailer.subscriptions.errors import InvalidInput
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import time_tag
 from mailer.webhooks import endpoints, events, queue
@@ -32,7 +32,7 @@ UrlField = Annotated[str, Form(max_length=2000)]
 DescriptionField = Annotated[str, Form(max_length=200)]
 
 
-def _message(exc: InvalidInput) -> str:
+def _message(exc: Invalid) -> str:
     return f"{FIELD_LABELS.get(exc.field, exc.field.capitalize())}: {exc.message.rstrip('.')}."
 
 
@@ -120,7 +120,7 @@ def create_endpoint(
             services.outbound,
             services.clock.now(),
         )
-    except InvalidInput as exc:
+    except Invalid as exc:
         session.rollback()
         return _list_page(
             request,
@@ -173,7 +173,7 @@ def update_endpoint(
             description=description,
             enabled=bool(enabled),
         )
-    except InvalidInput as exc:
+    except Invalid as exc:
         session.rollback()
         form = {"url": url, "events": events, "description": description, "enabled": enabled}
         return _endpoint_page(
@@ -219,7 +219,7 @@ def retry_delivery(
     delivery = queue.get_delivery(session, webhook_id, delivery_id)
     try:
         queue.retry_failed(session, delivery, services.clock.now())
-    except InvalidInput as exc:
+    except Invalid as exc:
         session.rollback()
         error = f"Delivery #{delivery_id} {exc.message}."
         return _endpoint_page(request, current, session, endpoint, 422, hook_error=error)
