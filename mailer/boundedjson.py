@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from mailer.errors import Malformed
+
 MAX_DEPTH = 32
 MAX_INTEGER = 2**63 - 1
 _MAX_INTEGER_DIGITS = len(str(MAX_INTEGER))
@@ -16,13 +18,11 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
-class Refused(ValueError):
-    """JSON outside the bounds; `status` is the HTTP answer (400: a body no field can take)."""
+class Refused(Malformed):
+    """JSON outside the bounds: a body no field can take."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+    def __init__(self, reason: str) -> None:
+        super().__init__("", reason)
 
 
 def deeper_than(text: str, limit: int) -> bool:
@@ -41,19 +41,19 @@ def deeper_than(text: str, limit: int) -> bool:
 
 def _integer(digits: str) -> int:
     if len(digits.lstrip("-")) > _MAX_INTEGER_DIGITS or abs(int(digits)) > MAX_INTEGER:
-        raise Refused(400, "a number in the body is too large")
+        raise Refused("a number in the body is too large")
     return int(digits)
 
 
 def _float(written: str) -> float:
     value = float(written)
     if value in (float("inf"), float("-inf")):
-        raise Refused(400, "a number in the body is too large")
+        raise Refused("a number in the body is too large")
     return value
 
 
 def _constant(name: str) -> Any:
-    raise Refused(400, f"{name} is not a number JSON allows")
+    raise Refused(f"{name} is not a number JSON allows")
 
 
 def loads(document: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
@@ -62,5 +62,5 @@ def loads(document: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         document.decode(json.detect_encoding(document)) if isinstance(document, bytes) else document
     )
     if deeper_than(text, max_depth):
-        raise Refused(400, f"the JSON body is nested deeper than {max_depth} levels")
+        raise Refused(f"the JSON body is nested deeper than {max_depth} levels")
     return json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=_constant)

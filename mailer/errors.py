@@ -16,11 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from mailer.ratelimit import retry_after_header
+
+
+def N_(message: str) -> str:  # noqa: N802 (the name pybabel looks for)
+    """Marks a message for the readers' catalogues; it is translated where it is shown."""
+    return message
+
 
 class MailerError(Exception):
     """Base of every refusal; `status` is its HTTP status, `exit_code` its CLI exit code."""
 
-    status: ClassVar[int] = 400
+    status: int = 400
     exit_code: ClassVar[int] = 1
 
     def __init__(
@@ -83,6 +90,12 @@ class TooLarge(Invalid):
 
     status = 413
 
+    @classmethod
+    def past(cls, limit: int) -> TooLarge:
+        return cls(
+            "", N_("the request body is larger than %(limit)s bytes"), params={"limit": limit}
+        )
+
 
 class Unsupported(Invalid):
     """The request is in a format that is not accepted."""
@@ -91,17 +104,14 @@ class Unsupported(Invalid):
 
 
 class NotFound(MailerError):
-    """There is no such thing (or the caller may not know that there is): `what` names it."""
+    """There is no such thing (or the caller may not know that there is): `what` names it,
+    and the message defaults to "<what> not found"."""
 
     status = 404
 
-    def __init__(self, what: str, **kwargs: Any) -> None:
-        super().__init__(what, **kwargs)
+    def __init__(self, what: str, message: str = "", **kwargs: Any) -> None:
+        super().__init__(message or f"{what} not found", **kwargs)
         self.what = what
-
-    @property
-    def detail(self) -> str:
-        return f"{self.what} not found"
 
 
 class Gone(MailerError):
@@ -129,7 +139,8 @@ class TooMany(MailerError):
     exit_code = 75  # EX_TEMPFAIL
 
     def __init__(self, message: str, retry_after: float, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+        headers = {"Retry-After": retry_after_header(retry_after), **kwargs.pop("headers", {})}
+        super().__init__(message, headers=headers, **kwargs)
         self.retry_after = retry_after
 
 

@@ -12,9 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import archive, errors, public, responses, webhooks_in
-from mailer.api.bodylimits import BodyLimits
-from mailer.api.deps import row_ids_in_range, signed_in_browser
+from mailer.api import errors, health, responses, webhooks_in
+from mailer.api.deps import SESSION_COOKIE, row_ids_in_range, signed_in_browser
 from mailer.api.editors import (
     articles,
     bounces,
@@ -27,12 +26,15 @@ from mailer.api.editors import (
     webhooks,
 )
 from mailer.api.keyfirst import EditorsFirst
+from mailer.http import refusals
+from mailer.http.bodylimits import BodyLimits
 from mailer.scheduling import make_scheduler
 from mailer.services import Services
-from mailer.web import admin
+from mailer.web import admin, archive, links, signup
 from mailer.web.admin import errors as admin_errors
 from mailer.web.headers import SecurityHeaders
 from mailer.web.pages import STATIC, Pages
+from mailer.web.refusals import reader_refusal
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +93,21 @@ def create_app(
         allow_headers=["Content-Type"],
     )
     app.add_middleware(SecurityHeaders)
-    errors.install(app)
+    refusals.install(
+        app,
+        {
+            refusals.API: errors.json_refusal,
+            refusals.ADMIN_PAGES: admin_errors.admin_refusal,
+            refusals.READERS: reader_refusal,
+        },
+        owners={"mailer.web": refusals.READERS, "mailer.web.admin": refusals.ADMIN_PAGES},
+        editor_cookie=SESSION_COOKIE,
+    )
     admin_errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(public.router)
-    app.include_router(archive.router)
+    for readers in (signup, links, archive):
+        app.include_router(readers.router)
+    app.include_router(health.router)
     app.include_router(webhooks_in.make_router(services))
     app.include_router(admin.router)
 

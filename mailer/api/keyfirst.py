@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mailer.api import unavailable
 from mailer.api.deps import EDITOR_STATE, identify_editor
+from mailer.http import outage, refusals
 from mailer.services import Services
 
 API = "/api/v1"
@@ -40,10 +40,11 @@ class EditorsFirst:
             await refusal(scope, receive, send)
             return
         except Exception as exc:
-            if not unavailable.is_outage(exc):
+            if not outage.is_outage(exc):
                 raise
             # Outside the app's exception handlers: answered here as they would.
-            await unavailable.answer(request, exc)(scope, receive, send)
+            answer = refusals.present(request, outage.refusal(request, exc), refusals.API)
+            await answer(scope, receive, send)
             return
         scope.setdefault("state", {})[EDITOR_STATE] = editor
         await self.app(scope, receive, send)

@@ -11,12 +11,8 @@ class UnknownForm(NotFound):
     """No signup form has this slug."""
 
     def __init__(self, slug: str, **kwargs: Any) -> None:
-        super().__init__("form", **kwargs)
+        super().__init__("form", f"unknown form {slug}", **kwargs)
         self.slug = slug
-
-    @property
-    def detail(self) -> str:
-        return f"unknown form {self.slug}"
 
 
 class UnknownList(Invalid):

@@ -2,7 +2,7 @@
 language (Babel message catalogues under mailer/web/locale, compiled at start-up) and
 theme (/theme.css), and where the static files (CSS, scripts) live.
 
-To add strings after changing a template or mailer/api/public.py:
+To add strings after changing a template or a module that marks them with N_ (babel.cfg):
     pybabel extract -F babel.cfg -o messages.pot .
     pybabel update -i messages.pot -d mailer/web/locale
 then translate the new entries in each messages.po. Nothing needs compiling: the .po

@@ -8,15 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer import boundedjson
-from mailer.api import unavailable
-from mailer.api.public import N_, BadRequest, error_response
 from mailer.config import HttpSettings
-from mailer.web.admin.errors import error_page, is_admin
+from mailer.errors import N_, MailerError, Malformed, TooLarge
+from mailer.http import outage, refusals
 
 EDITORS = ("/api/", "/admin/")
 """Paths of the editors' API and pages: a larger cap (digest templates are long)."""
@@ -58,7 +56,7 @@ class BodyLimits:
         try:
             signed_in = await run_in_threadpool(self.signed_in, request)
         except Exception as exc:
-            if not unavailable.is_outage(exc):
+            if not outage.is_outage(exc):
                 raise
             signed_in = False  # the route answers the outage itself
         return self.settings.max_editor_body_bytes if signed_in else readers
@@ -70,12 +68,10 @@ class BodyLimits:
         request = Request(scope)
         declared = request.headers.get("content-length")
         if declared is not None and not (declared.isascii() and declared.isdigit()):
-            await _refuse(request, BadRequest(400, N_("bad Content-Length")), send)
+            await _refuse(request, Malformed("", N_("bad Content-Length")), send)
             return
         cap = await self.cap_for(request, None if declared is None else int(declared))
-        too_large = BadRequest(
-            413, N_("the request body is larger than %(limit)s bytes"), params={"limit": cap}
-        )
+        too_large = TooLarge.past(cap)
         if declared is not None and int(declared) > cap:
             await _refuse(request, too_large, send)
             return
@@ -94,7 +90,7 @@ class BodyLimits:
             try:
                 boundedjson.loads(bytes(body), self.settings.max_json_depth)
             except boundedjson.Refused as exc:
-                await _refuse(request, BadRequest(exc.status, exc.reason), send)
+                await _refuse(request, exc, send)
                 return
             except ValueError:
                 pass  # malformed: the route says so in its own words
@@ -116,23 +112,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return is_json(request.headers.get("content-type", "")) or (
-        "application/json" in accept and "text/html" not in accept
-    )
-
-
-async def _refuse(request: Request, exc: BadRequest, send: Send) -> None:
-    """The refusal in the form the client reads: JSON on the editors' API and the provider
-    webhooks, the editors' error page on /admin/, the readers' page or JSON elsewhere."""
-    response: Response
-    if request.url.path.startswith(("/api/", "/webhooks/")):
-        response = JSONResponse({"detail": exc.message}, status_code=exc.status)
-    elif is_admin(request):
-        response = error_page(request, exc.status, exc.message)
-    else:
-        response = error_response(exc, _wants_json(request), request.app.state.pages)
+async def _refuse(request: Request, exc: MailerError, send: Send) -> None:
+    """The refusal in the form the client reads (`refusals.present`)."""
+    response = refusals.present(request, exc)
     # The rest of the body is not read: the connection closes after this answer.
     response.headers["Connection"] = "close"
     await response(request.scope, _nothing_more, send)
