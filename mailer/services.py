@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from mailer import config, db, files
+from mailer import config, db, personal_data
 from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
@@ -66,7 +66,7 @@ def build(
     """Wire everything from settings; `clock`, `transport` and the host name `resolver` of
     outbound requests may be swapped (tests)."""
     config.check_production(settings)
-    files.close_data_to_others(settings)
+    personal_data.close_data_to_others(settings)
     clock = clock or SystemClock()
     engine = db.make_engine(settings)
     signer = Signer(config.signing_key(settings))
