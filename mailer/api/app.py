@@ -27,7 +27,7 @@ from mailer.api.editors import (
     webhooks,
 )
 from mailer.api.keyfirst import EditorsFirst
-from mailer.scheduling import make_scheduler
+from mailer.jobs import make_scheduler
 from mailer.services import Services
 from mailer.web import admin
 from mailer.web.admin import errors as admin_errors

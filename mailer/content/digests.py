@@ -8,10 +8,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from mailer.content.articles import normalize_topics
+from mailer.content.schedules import BadSchedule, next_run_of, trigger, zone
 from mailer.delivery.render import RECIPIENT, MailRenderer, TemplateProblem
 from mailer.delivery.template_values import sample_context
 from mailer.models import Digest
-from mailer.scheduling import BadSchedule, next_run_of, trigger, zone
 from mailer.subscriptions.addresses import check_header_safe
 from mailer.subscriptions.catalog import list_by_slug
 from mailer.subscriptions.errors import Conflict, InvalidInput, NotFound

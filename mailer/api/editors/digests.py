@@ -10,10 +10,10 @@ from sqlmodel import Session
 
 from mailer.api.deps import EditorDep, ServicesDep, SessionDep
 from mailer.content import digests
+from mailer.content.schedules import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail, TemplateProblem
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.schemas import (
     ArticlePublic,
     DigestCreate,

@@ -25,10 +25,10 @@ from mailer import accounts
 from mailer.api.deps import ServicesDep, SessionDep
 from mailer.content import digests
 from mailer.content.articles import normalize_topics
+from mailer.content.schedules import BadSchedule, describe, local_runs, run_label
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail, TemplateProblem
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, describe, local_runs, run_label
 from mailer.schemas import DigestCreate, DigestUpdate, TestSend
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email
