@@ -34,7 +34,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from mailer import config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.jobs import purge_job

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.jobs import poll_due_feeds
 from mailer.models import Article

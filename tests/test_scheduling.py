@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.jobs import poll_due_feeds, purge_job, run_due_digests
 from mailer.services import Services
 

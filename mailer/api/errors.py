@@ -7,8 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 
-from mailer.api import unavailable
 from mailer.db import DatabaseBusy
+from mailer.http import unavailable
 from mailer.subscriptions.errors import (
     Conflict,
     Expired,

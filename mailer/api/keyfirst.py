@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mailer.api import unavailable
 from mailer.api.deps import EDITOR_STATE, identify_editor
+from mailer.http import unavailable
 from mailer.services import Services
 
 API = "/api/v1"

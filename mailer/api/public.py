@@ -18,10 +18,10 @@ from sqlmodel import select
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from mailer.api.deps import ServicesDep, client_ip
 from mailer.api.responses import READERS
 from mailer.db import serves, session_scope
 from mailer.delivery import outbox
+from mailer.http.deps import ServicesDep, client_ip
 from mailer.models import MailingList, Subscriber, SubscriptionStatus
 from mailer.ratelimit import retry_after_header
 from mailer.services import Services

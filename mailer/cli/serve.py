@@ -40,7 +40,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API, the scheduler and (unless --no-worker) the sender and webhooks."""
-    from mailer.api.app import create_app
+    from mailer.app import create_app
 
     try:
         sock = listening_socket(host, port)  # first: a port in use must stop everything

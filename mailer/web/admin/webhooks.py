@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request, Response
 from sqlmodel import Session
 
 from mailer import accounts
-from mailer.api.deps import ServicesDep, SessionDep
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import WebhookEndpoint, WebhookEvent
 from mailer.subscriptions.errors import InvalidInput
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render

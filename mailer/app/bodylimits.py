@@ -1,7 +1,8 @@
 """Every request body within bounds before any route reads it: a byte cap, checked
 against Content-Length and again as the body arrives (never holding more than the cap),
 413 past it; and for JSON bodies a nesting depth and number range (`boundedjson`), 400
-outside them. A refused request reaches no route, so nothing is written."""
+outside them. A refused request reaches no route, so nothing is written. It answers for
+every surface (the API's JSON, the admin pages, the readers' pages), so it lives here."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer import boundedjson
-from mailer.api import unavailable
 from mailer.api.public import N_, BadRequest, error_response
 from mailer.config import HttpSettings
+from mailer.http import unavailable
 from mailer.web.admin.errors import error_page, is_admin
 
 EDITORS = ("/api/", "/admin/")

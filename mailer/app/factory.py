@@ -1,4 +1,5 @@
-"""The app factory: one FastAPI app from Services, with the sender and scheduler attached."""
+"""The app factory: one FastAPI app from Services, with the sender and scheduler attached:
+the editors' API, the readers' endpoints and the web pages, under one set of middleware."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
 from mailer.api import archive, errors, public, responses, webhooks_in
-from mailer.api.bodylimits import BodyLimits
-from mailer.api.deps import row_ids_in_range, signed_in_browser
 from mailer.api.editors import (
     articles,
     bounces,
@@ -27,11 +26,14 @@ from mailer.api.editors import (
     webhooks,
 )
 from mailer.api.keyfirst import EditorsFirst
+from mailer.app.bodylimits import BodyLimits
+from mailer.http.deps import row_ids_in_range, signed_in_browser
 from mailer.jobs import make_scheduler
 from mailer.services import Services
 from mailer.web import admin
 from mailer.web.admin import errors as admin_errors
 from mailer.web.headers import SecurityHeaders
+from mailer.web.outage import outage_page
 from mailer.web.pages import STATIC, Pages
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def create_app(
     )
     app.state.services = services
     app.state.pages = Pages(services.settings.mail.site_name, services.settings.theme)
+    app.state.outage_page = outage_page
     # Innermost first: bodies are bounded before any route reads them, and the editors'
     # API decides who calls before the body is read at all.
     app.add_middleware(

@@ -1,10 +1,12 @@
 """The database not answering, as an honest 503 with Retry-After on every route: a page
 for people, JSON for scripts and the editors' API. Nothing is reported as done (a signup
-whose transaction failed never gets its 202)."""
+whose transaction failed never gets its 202). The page is the web's
+(`mailer.web.outage`), which the app factory hands over as `app.state.outage_page`."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -12,8 +14,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from mailer.db import DatabaseBusy
-from mailer.web.admin.errors import error_page, is_admin
-from mailer.web.pages import Pages
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTi
 """Cannot connect, connection lost, database missing or unreadable, locked past the busy
 timeout, no pooled connection free in time."""
 DETAIL = "the database is not available just now; please try again shortly"
+
+OutagePage = Callable[[Request, dict[str, str]], Response]
+"""The 503 page for a person on `request`, with these headers."""
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -60,15 +63,5 @@ def answer(request: Request, exc: BaseException) -> Response:
         return PlainTextResponse(
             f"// {DETAIL}\n", status_code=503, headers=headers, media_type="application/javascript"
         )
-    if is_admin(request):
-        page = error_page(request, 503, DETAIL[0].upper() + DETAIL[1:] + ".")
-        page.headers.update(headers)
-        return page
-    pages: Pages = request.app.state.pages
-    return pages.render(
-        "message.html",
-        status_code=503,
-        headers=headers,
-        title=pages.gettext("Please try again in a moment"),
-        message=pages.gettext("We cannot reach our database just now. Please try again shortly."),
-    )
+    outage_page: OutagePage = request.app.state.outage_page
+    return outage_page(request, headers)
