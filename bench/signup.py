@@ -72,7 +72,7 @@ def serve(database_url: str, data_dir: str, port: int) -> None:
     import uvicorn
 
     from mailer import config, db
-    from mailer.api.app import create_app
+    from mailer.app import create_app
     from mailer.services import build
 
     settings = config.load(

@@ -1,6 +1,7 @@
 """Files that hold personal data (the SQLite database, the Maildir, the signing key, CSV
-exports): created readable by this user only, whatever the umask, and closed again at
-start-up when an older version left them open to other users."""
+exports): created readable by this user only, whatever the umask, and closed again when
+an older version left them open to other users. Knows paths, not settings: which paths
+the app's data lives at is `mailer.personal_data`'s."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mailer.config import Settings
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +56,6 @@ def write_private(path: Path, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
-
-
-def data_paths(settings: Settings) -> tuple[list[Path], list[Path]]:
-    """The directories and files the app keeps personal data in, by its settings: the data
-    directory, the Maildir, the SQLite database with its sidecars, the signing key."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    maildir = settings.maildir_path
-    directories = [settings.data_dir, maildir, *(maildir / sub for sub in ("tmp", "new", "cur"))]
-    files = [settings.data_dir / "secret.key"]
-    try:
-        url = make_url(settings.database_url)
-    except ArgumentError:  # a malformed URL is refused where the engine is made
-        return directories, files
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        db = Path(url.database)
-        files += [db, *(db.with_name(db.name + suffix) for suffix in SQLITE_SIDECARS)]
-    return directories, files
-
-
-def close_data_to_others(settings: Settings) -> list[str]:
-    """Side effect: the app's data (`data_paths`) closed to other users where an older
-    version left it open, with one warning line; returns what was open."""
-    return close_to_others(*data_paths(settings))
 
 
 def close_to_others(directories: list[Path], files: list[Path]) -> list[str]:

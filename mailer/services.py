@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from mailer import config, db, files
+from mailer import config, db, personal_data
+from mailer.bounces import handling
 from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
 from mailer.delivery.compose import Composer
+from mailer.delivery.refusals import Refusal, RefusalHandler
 from mailer.delivery.render import MailRenderer
 from mailer.delivery.render_limits import TemplateLimits
 from mailer.delivery.sender import Sender
@@ -56,6 +60,23 @@ class Services:
         return loops
 
 
+def bounce_on_refusal(settings: config.BounceSettings) -> RefusalHandler:
+    """The sender's handler of final SMTP refusals: each is a bounce report from source
+    "smtp", handled in the sender's transaction (a dead address is suppressed)."""
+
+    def on_refusal(session: Session, refusal: Refusal, now: datetime) -> handling.Outcome:
+        report = handling.Report(
+            source="smtp",
+            status=refusal.status,
+            action=refusal.action,
+            detail=refusal.detail,
+            outbox_id=refusal.outbox_id,
+        )
+        return handling.handle(session, report, settings, now)
+
+    return on_refusal
+
+
 def build(
     settings: config.Settings,
     *,
@@ -66,7 +87,7 @@ def build(
     """Wire everything from settings; `clock`, `transport` and the host name `resolver` of
     outbound requests may be swapped (tests)."""
     config.check_production(settings)
-    files.close_data_to_others(settings)
+    personal_data.close_data_to_others(settings)
     clock = clock or SystemClock()
     engine = db.make_engine(settings)
     signer = Signer(config.signing_key(settings))
@@ -79,7 +100,15 @@ def build(
     )
     transport = transport or make_transport(settings.smtp, settings.maildir_path)
     composer = Composer(settings, renderer, signer)
-    sender = Sender(engine, transport, composer, settings.sender, clock, metrics, settings.bounces)
+    sender = Sender(
+        engine,
+        transport,
+        composer,
+        settings.sender,
+        clock,
+        metrics,
+        bounce_on_refusal(settings.bounces),
+    )
     signup = settings.signup
     outbound = Outbound(AddressPolicy.from_settings(settings.network), resolver or system_resolver)
     return Services(

@@ -21,7 +21,7 @@ import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 from mailer import accounts
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.db import session_scope
 from mailer.models import UserRole
 from mailer.services import Services

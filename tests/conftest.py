@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from mailer import apikeys, config, db
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services, build

@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from mailer import accounts
 from mailer.db import session_scope
+from mailer.jobs import purge_job
 from mailer.models import User, WebSession
-from mailer.scheduling import purge_job
 from mailer.services import Services
 from tests.admin import EDITOR, PASSWORD, csrf_of, sign_in
 from tests.conftest import SECRET

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
 from mailer import config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.db import session_scope
 from mailer.models import ApiKey, Form, MailingList
 from mailer.services import Services, build

@@ -34,9 +34,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from mailer import config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
+from mailer.jobs import purge_job
 from mailer.models import (
     BounceEvent,
     ConsentAction,
@@ -48,7 +49,6 @@ from mailer.models import (
     SubscriptionStatus,
     Suppression,
 )
-from mailer.scheduling import purge_job
 from mailer.services import Services, build
 from mailer.subscriptions import transfer
 from tests.conftest import count_rows

@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailer import apikeys, config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.db import session_scope
 from mailer.models import OutboxMessage
 from mailer.services import Services, build

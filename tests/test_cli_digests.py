@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailer import config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.services import build
 from tests.conftest import SECRET
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from mailer import config, db
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.models import ConsentEvent, Subscriber
 from mailer.services import Services, build

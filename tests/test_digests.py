@@ -17,9 +17,10 @@ from sqlalchemy import text
 
 from mailer import config
 from mailer.clock import FrozenClock
+from mailer.content.schedules import next_runs
 from mailer.db import session_scope
+from mailer.jobs import run_due_digests
 from mailer.models import Digest, Send
-from mailer.scheduling import next_runs, run_due_digests
 from mailer.services import Services, build
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle

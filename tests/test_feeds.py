@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.clock import FrozenClock
+from mailer.jobs import poll_due_feeds
 from mailer.models import Article
-from mailer.scheduling import poll_due_feeds
 from mailer.services import Services
 from tests.conftest import count_rows, free_port
 

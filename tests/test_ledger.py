@@ -14,8 +14,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from mailer.clock import FrozenClock
+from mailer.jobs import purge_job
 from mailer.models import ConsentEvent
-from mailer.scheduling import purge_job
 from mailer.services import Services
 from mailer.subscriptions.ledger import event_hash, personal_digest
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailer import config
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.models import BounceEvent, ConsentEvent, MailingList, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose

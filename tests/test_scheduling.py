@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from mailer.api.app import create_app
-from mailer.scheduling import poll_due_feeds, purge_job, run_due_digests
+from mailer.app import create_app
+from mailer.jobs import poll_due_feeds, purge_job, run_due_digests
 from mailer.services import Services
 
 

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mailer import apikeys, config, db
-from mailer.api.app import create_app
+from mailer.app import create_app
 from mailer.db import session_scope
 from mailer.services import build
 from tests.conftest import SECRET

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from mailer import config
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
+from mailer.jobs import run_due_digests
 from mailer.models import Digest, Send
-from mailer.scheduling import run_due_digests
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, one_article, store_template
 

@@ -812,7 +812,7 @@ def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
 def test_old_deliveries_are_purged_but_pending_ones_stay(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    from mailer.scheduling import purge_job
+    from mailer.jobs import purge_job
 
     add_endpoint(services, receiver.url, ["send.finished"])
     emit_ping_like(services, WebhookEvent.send_finished, {"send_id": 1})

@@ -1,1 +1,1 @@
-"""HTTP: the app factory, the public reader endpoints and the editors' API."""
+"""HTTP: the public reader endpoints and the editors' API (editors/, one router per resource)."""

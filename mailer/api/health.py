@@ -8,9 +8,9 @@ import logging
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from mailer.api.deps import ServicesDep
 from mailer.db import serves, session_scope
 from mailer.delivery import outbox
+from mailer.http.deps import ServicesDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

@@ -19,13 +19,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from mailer.api.responses import ApiError, Responses
 from mailer.bounces import handling, replay
 from mailer.bounces.providers.base import Notification, Receiver, Refused
 from mailer.bounces.providers.mailgun import MailgunReceiver
 from mailer.bounces.providers.postmark import PostmarkReceiver
 from mailer.bounces.providers.ses import SesReceiver
 from mailer.db import session_scope
+from mailer.http.responses import ApiError, Responses
 from mailer.schemas import BounceWebhookAnswer
 from mailer.services import Services
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
 from mailer.content.articles import normalize_topics
-from mailer.delivery.render import RECIPIENT, MailRenderer, TemplateProblem
-from mailer.delivery.template_values import sample_context
+from mailer.content.schedules import BadSchedule, next_run_of, trigger, zone
 from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import Digest
-from mailer.scheduling import BadSchedule, next_run_of, trigger, zone
 from mailer.subscriptions.addresses import check_header_safe
 from mailer.subscriptions.catalog import list_by_slug
 
@@ -30,7 +29,15 @@ EDITABLE = (
 )
 
 
-def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
+class TemplateCheck(Protocol):
+    """What checking a digest asks of the mail renderer (`delivery.render.MailRenderer`)."""
+
+    def digest_template_problem(self, fields: Mapping[str, Any]) -> str | None:
+        """What is wrong with the templates among a digest's `fields`, or None."""
+        ...
+
+
+def check(fields: dict[str, Any], renderer: TemplateCheck) -> dict[str, Any]:
     """Refuse a bad schedule, time zone or template (Invalid) before anything is
     written; `fields` are a digest's editable fields, or some of them.
 
@@ -41,36 +48,12 @@ def check(fields: dict[str, Any], renderer: MailRenderer) -> dict[str, Any]:
             zone(fields["timezone"])
         if fields.get("schedule"):
             trigger(fields["schedule"], fields.get("timezone", "UTC"))
-        overrides = {}
-        for part in ("subject", "html", "text"):
-            source = fields.get(f"{part}_template")
-            if source:
-                renderer.check(part, source)
-                overrides[part] = source
-        if overrides:
-            _try_on_samples(fields, overrides, renderer)
     except BadSchedule as exc:
         raise Invalid("schedule", str(exc)) from exc
-    except TemplateProblem as exc:
-        raise Invalid("template", exc.message) from exc
+    problem = renderer.digest_template_problem(fields)
+    if problem is not None:
+        raise Invalid("template", problem)
     return fields
-
-
-def _try_on_samples(
-    fields: dict[str, Any], overrides: dict[str, str], renderer: MailRenderer
-) -> None:
-    """TemplateProblem when the templates run past their limits on sample articles."""
-    name = fields.get("name") or "Sample digest"
-    sample = sample_context(name, fields.get("topics") or [], fields.get("max_articles") or 10)
-    renderer.check_limits(
-        "digest",
-        overrides,
-        **sample,
-        recipient=RECIPIENT,
-        site_name="Sample site",
-        postal_address="",
-        public_url="https://news.example.com",
-    )
 
 
 def reschedule(digest: Digest, now: datetime) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -32,6 +32,7 @@ from markupsafe import escape
 
 from mailer.delivery import render_limits
 from mailer.delivery.render_limits import LimitsExtension, TemplateLimits
+from mailer.delivery.template_values import sample_context
 from mailer.errors import Invalid
 
 log = logging.getLogger(__name__)
@@ -393,6 +394,34 @@ class MailRenderer:
                 raise
         except Exception as exc:  # a file template failing on sample values is not theirs
             log.debug("trying templates on sample values: %s", exc)
+
+    def digest_template_problem(self, fields: Mapping[str, Any]) -> str | None:
+        """What is wrong with the editor's templates among a digest's `fields` (one that
+        does not compile, or runs past its limits on sample articles), or None."""
+        overrides = {}
+        try:
+            for part in ("subject", "html", "text"):
+                source = fields.get(f"{part}_template")
+                if source:
+                    self.check(part, source)
+                    overrides[part] = source
+            if overrides:
+                name = fields.get("name") or "Sample digest"
+                sample = sample_context(
+                    name, fields.get("topics") or [], fields.get("max_articles") or 10
+                )
+                self.check_limits(
+                    "digest",
+                    overrides,
+                    **sample,
+                    recipient=RECIPIENT,
+                    site_name="Sample site",
+                    postal_address="",
+                    public_url="https://news.example.com",
+                )
+        except TemplateProblem as exc:
+            return exc.message
+        return None
 
     def _with_footer(self, name: str, suffix: str, body: str, context: dict[str, Any]) -> str:
         """The body with `<name>_footer.<suffix>` (the unsubscribe link and the postal

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from mailer.bounces import handling
 from mailer.clock import Clock
-from mailer.config import BounceSettings, SenderSettings
+from mailer.config import SenderSettings
 from mailer.db import session_scope
 from mailer.delivery import outbox, sends, workers
 from mailer.delivery.compose import Composer, Envelope, NothingToSend
+from mailer.delivery.refusals import Refusal, RefusalHandler
 from mailer.delivery.throttle import Throttle
 from mailer.delivery.transport import DeliveryError, Transport
 from mailer.logs import redact
@@ -58,10 +58,11 @@ class Sender:
         settings: SenderSettings,
         clock: Clock,
         metrics: Metrics,
-        bounces: BounceSettings | None = None,
+        on_refusal: RefusalHandler,
     ) -> None:
         self.engine = engine
-        self.bounces = bounces or BounceSettings()
+        self.on_refusal = on_refusal
+        """Acts on a final refusal about the recipient (`mailer.services` makes it a bounce)."""
         self.transport = transport
         self.composer = composer
         self.settings = settings
@@ -160,7 +161,7 @@ class Sender:
         now = self.clock.now()
         max_age = timedelta(hours=self.settings.max_age_hours)
         failures = []
-        refusals: list[handling.Report] = []
+        refusals: list[Refusal] = []
         for item, exc in failed:
             retry_at = None
             reply = exc.reply
@@ -174,8 +175,7 @@ class Sender:
             # the reader. Connection failures and slow-down answers are about the relay.
             if retry_at is None and exc.code is not None and not exc.asks_to_slow_down:
                 refusals.append(
-                    handling.Report(
-                        source="smtp",
+                    Refusal(
                         status=exc.enhanced_status,
                         action="failed" if exc.permanent else "delayed",
                         detail=exc.reply,
@@ -198,8 +198,8 @@ class Sender:
         suppressed = 0
         with session_scope(self.engine) as session:
             outbox.record_outcomes(session, sent, failures, now)
-            for report in refusals:
-                outcome = handling.handle(session, report, self.bounces, now)
+            for refusal in refusals:
+                outcome = self.on_refusal(session, refusal, now)
                 suppressed += outcome.suppressed
                 if outcome.kind == BounceKind.policy:
                     self.metrics.policy_rejections.inc()

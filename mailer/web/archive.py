@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from mailer.api.deps import ServicesDep, row_ids_in_range
-from mailer.api.responses import READERS
 from mailer.db import session_scope
 from mailer.delivery.render import fill
+from mailer.http.deps import ServicesDep, row_ids_in_range
+from mailer.http.responses import READERS
 from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
 from mailer.web import sanitize

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from mailer.api.deps import ServicesDep, client_ip
-from mailer.api.responses import READERS
 from mailer.errors import MailerError, NotFound
+from mailer.http.deps import ServicesDep, client_ip
+from mailer.http.responses import READERS
 from mailer.subscriptions import leaving, ledger, readers
 from mailer.subscriptions.errors import Expired
 from mailer.web.fields import MAX_FIELD_LENGTH, as_list, parse_fields

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from mailer.api.deps import ServicesDep, client_ip
-from mailer.api.responses import READERS
 from mailer.errors import N_, MailerError, TooMany
+from mailer.http.deps import ServicesDep, client_ip
+from mailer.http.responses import READERS
 from mailer.subscriptions import catalog, readers
 from mailer.web.fields import parse_fields, signup_of, speaks_json
 from mailer.web.refusals import pages_of, reader_refusal

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.content import articles
+from mailer.http.deps import MAX_ROW_ID, ServicesDep, SessionDep
 from mailer.models import Article
 from mailer.schemas import ArticleIn, ArticlePublic
 

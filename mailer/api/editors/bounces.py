@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mailer.api.deps import EditorDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.bounces import history
+from mailer.http.deps import SessionDep
 from mailer.models import BounceEvent, BounceKind
 from mailer.schemas import BounceEventPublic
 

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.content import digests
+from mailer.content.schedules import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail
 from mailer.errors import Conflict, Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, describe, local_runs, next_runs, run_label
 from mailer.schemas import (
     ArticlePublic,
     DigestCreate,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.content import feeds
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Feed
 from mailer.schemas import FeedCreate, FeedPublic, PollOutcome
 

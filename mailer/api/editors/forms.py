@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from fastapi import APIRouter
-from sqlmodel import Session
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
-from mailer.models import Form
+from mailer.api.deps import EditorDep
+from mailer.http.deps import ServicesDep, SessionDep
+from mailer.presenters.forms import public
 from mailer.schemas import FormCreate, FormPublic, FormUpdate
 from mailer.subscriptions import catalog
 
 router = APIRouter(prefix="/forms", tags=["forms"])
-
-
-def public(session: Session, form: Form, public_url: str) -> FormPublic:
-    assert form.id is not None
-    script = f"{public_url}/forms/{form.slug}/embed.js"
-    return FormPublic(
-        id=form.id,
-        slug=form.slug,
-        name=form.name,
-        heading=form.heading,
-        lists=[item.slug for item in catalog.lists_of_form(session, form)],
-        consent_text=form.consent_text,
-        consent_version=form.consent_version,
-        consent_checkbox=form.consent_checkbox,
-        redirect_url=form.redirect_url,
-        allowed_hosts=list(form.allowed_hosts),
-        thanks_message=form.thanks_message,
-        form_url=f"{public_url}/forms/{form.slug}",
-        embed_snippet=f'<script src="{escape(script)}" async></script>',
-    )
 
 
 @router.post("", status_code=201, response_model=FormPublic)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import MailingList
 from mailer.schemas import ListCreate, ListPublic, ListUpdate
 from mailer.subscriptions import catalog

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
-from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.delivery import sends
 from mailer.errors import Conflict
+from mailer.http.deps import MAX_ROW_ID, ServicesDep, SessionDep
 from mailer.models import OutboxStatus
 from mailer.schemas import SendMessagePublic, SendPublic
 

@@ -6,63 +6,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from mailer.api.deps import MAX_ROW_ID, EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
 from mailer.errors import NotFound
-from mailer.models import MailingList, Subscriber, Subscription
+from mailer.http.deps import MAX_ROW_ID, ServicesDep, SessionDep
+from mailer.models import Subscriber
+from mailer.presenters.subscribers import public
 from mailer.schemas import (
     ChainVerification,
-    ConsentEventPublic,
     Erased,
     SubscriberPublic,
-    SubscriptionPublic,
-    SuppressionPublic,
 )
-from mailer.subscriptions import directory, erasure, ledger, suppression, transfer
+from mailer.subscriptions import directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.export import SubscriberHeld, held_data
 
 router = APIRouter(prefix="/subscribers", tags=["subscribers"])
-
-
-def public(session: Session, subscriber: Subscriber) -> SubscriberPublic:
-    assert subscriber.id is not None
-    rows = session.execute(
-        select(Subscription, MailingList)
-        .join(MailingList, col(MailingList.id) == Subscription.list_id)
-        .where(col(Subscription.subscriber_id) == subscriber.id)
-        .order_by(col(MailingList.slug))
-    )
-    return SubscriberPublic(
-        id=subscriber.id,
-        email=subscriber.email,
-        name=subscriber.name,
-        created_at=subscriber.created_at,
-        erased=subscriber.erased_at is not None,
-        suppression=_suppression(session, subscriber),
-        lists=[
-            SubscriptionPublic(
-                slug=item.slug,
-                name=item.name,
-                status=sub.status,
-                subscribed_at=sub.created_at,
-                confirmed_at=sub.confirmed_at,
-            )
-            for sub, item in rows
-        ],
-        consent_events=[
-            ConsentEventPublic.model_validate(event, from_attributes=True)
-            for event in ledger.events_of(session, subscriber.id)
-        ],
-    )
-
-
-def _suppression(session: Session, subscriber: Subscriber) -> SuppressionPublic | None:
-    entry = suppression.entry_for(session, subscriber)
-    if entry is None:
-        return None
-    return SuppressionPublic(reason=entry.reason, detail=entry.detail, at=entry.created_at)
 
 
 def _get(session: Session, subscriber_id: int) -> Subscriber:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from mailer.api.deps import EditorDep, ServicesDep, SessionDep
+from mailer.api.deps import EditorDep
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from mailer.schemas import Strict
 from mailer.webhooks import endpoints, events, queue

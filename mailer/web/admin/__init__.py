@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from mailer.api.deps import row_ids_in_range
+from mailer.http.deps import row_ids_in_range
 from mailer.web.admin import (
     articles,
     bounces,

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from mailer.accounts import SignedIn
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.content import articles, feeds
 from mailer.errors import Conflict, Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Article
 from mailer.schemas import ArticleIn, FeedCreate
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render

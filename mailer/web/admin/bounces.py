@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.bounces import history
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import BounceKind
 from mailer.web.admin.common import SignedInDep, render
 from mailer.web.admin.times import time_tag

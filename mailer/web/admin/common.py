@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mailer import accounts
-from mailer.api.deps import CSRF_HEADER, ServicesDep, signed_in_browser
+from mailer.http.deps import CSRF_HEADER, ServicesDep, signed_in_browser
 from mailer.models import UserRole
 from mailer.web.pages import Pages
 

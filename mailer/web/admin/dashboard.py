@@ -9,8 +9,8 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 from sqlmodel import Session, col, select
 
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.delivery import sends
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList, Send
 from mailer.subscriptions import stats
 from mailer.web.admin import charts

@@ -22,14 +22,14 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from mailer import accounts
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.content import digests
 from mailer.content.articles import normalize_topics
+from mailer.content.schedules import BadSchedule, describe, local_runs, run_label
 from mailer.delivery import sends
 from mailer.delivery.render import RenderedMail, TemplateProblem
 from mailer.errors import Conflict, Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList
-from mailer.scheduling import BadSchedule, describe, local_runs, run_label
 from mailer.schemas import DigestCreate, DigestUpdate, TestSend
 from mailer.services import Services
 from mailer.subscriptions.addresses import normalize_email

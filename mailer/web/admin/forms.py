@@ -16,10 +16,10 @@ from fastapi.responses import Response
 from sqlmodel import Session, col, select
 
 from mailer.accounts import SignedIn
-from mailer.api.deps import ServicesDep, SessionDep
-from mailer.api.editors.forms import public
 from mailer.errors import Conflict, Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Form, FormConsentVersion
+from mailer.presenters.forms import public
 from mailer.subscriptions import catalog
 from mailer.subscriptions.addresses import check_header_safe
 from mailer.subscriptions.errors import UnknownForm, UnknownList

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.delivery import sends
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, OutboxStatus
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
 

@@ -16,13 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from mailer import accounts
-from mailer.api.deps import (
-    SESSION_COOKIE,
-    ServicesDep,
-    SessionDep,
-    client_ip,
-    signed_in_browser,
-)
+from mailer.http.deps import SESSION_COOKIE, ServicesDep, SessionDep, client_ip, signed_in_browser
 from mailer.ratelimit import retry_after_header
 from mailer.web.admin.common import PAGE_HEADERS, pages
 

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
 
 from mailer.accounts import SignedIn
-from mailer.api.deps import ServicesDep, SessionDep
-from mailer.api.editors.subscribers import public
 from mailer.bounces import history
 from mailer.errors import Invalid, NotFound
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Subscriber, SubscriptionStatus
+from mailer.presenters.subscribers import public
 from mailer.schemas import ChainVerification
 from mailer.subscriptions import catalog, directory, erasure, ledger, transfer
 from mailer.subscriptions.addresses import normalize_email

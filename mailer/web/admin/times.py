@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from mailer.scheduling import BadSchedule, zone
+from mailer.content.schedules import BadSchedule, zone
 
 
 def as_utc(at: datetime) -> datetime:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request, Response
 from sqlmodel import Session
 
 from mailer import accounts, apikeys
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.errors import Conflict, Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import UserRole
 from mailer.web.admin.common import AdminDep, PostedDep, redirect, render
 

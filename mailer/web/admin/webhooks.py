@@ -13,8 +13,8 @@ from fastapi import APIRouter, Form, Request, Response
 from sqlmodel import Session
 
 from mailer import accounts
-from mailer.api.deps import ServicesDep, SessionDep
 from mailer.errors import Invalid
+from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import WebhookEndpoint, WebhookEvent
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import time_tag

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mailer.clitools import ConfigOption, fail, load_settings, open_engine
+from mailer.cli.common import ConfigOption, fail, load_settings, open_engine
 
 webhooks_app = typer.Typer(
     help="Outgoing webhooks: endpoints and their deliveries.", no_args_is_help=True

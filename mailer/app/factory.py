@@ -1,4 +1,5 @@
-"""The app factory: one FastAPI app from Services, with the sender and scheduler attached."""
+"""The app factory: one FastAPI app from Services, with the sender and scheduler attached:
+the editors' API, the readers' endpoints and the web pages, under one set of middleware."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from mailer import __version__
-from mailer.api import errors, health, responses, webhooks_in
-from mailer.api.deps import SESSION_COOKIE, row_ids_in_range, signed_in_browser
+from mailer.api import errors, health, webhooks_in
 from mailer.api.editors import (
     articles,
     bounces,
@@ -26,9 +26,10 @@ from mailer.api.editors import (
     webhooks,
 )
 from mailer.api.keyfirst import EditorsFirst
-from mailer.http import refusals
+from mailer.http import refusals, responses
 from mailer.http.bodylimits import BodyLimits
-from mailer.scheduling import make_scheduler
+from mailer.http.deps import SESSION_COOKIE, row_ids_in_range, signed_in_browser
+from mailer.jobs import make_scheduler
 from mailer.services import Services
 from mailer.web import admin, archive, links, signup
 from mailer.web.admin import errors as admin_errors

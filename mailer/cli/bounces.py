@@ -12,7 +12,7 @@ import typer
 
 from mailer import config
 from mailer.bounces.intake import Intake
-from mailer.clitools import ConfigOption, fail, load_settings, open_engine
+from mailer.cli.common import ConfigOption, fail, load_settings, open_engine
 
 bounces_app = typer.Typer(
     help="Bounces and complaints: the inbound listener and mailbox poller.", no_args_is_help=True

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mailer.clitools import fail
+from mailer.cli.common import fail
 from mailer.config import ConfigError
 
 dkim_app = typer.Typer(help="DKIM keys for signing mail.", no_args_is_help=True)

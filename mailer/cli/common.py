@@ -10,7 +10,7 @@ import typer
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from mailer import config, db, files, logs
+from mailer import config, db, logs, personal_data
 
 if TYPE_CHECKING:
     from mailer.services import Services
@@ -45,7 +45,7 @@ def open_engine(settings: config.Settings, migrate_sqlite: bool) -> Engine:
     """An engine on a database that answers (and, on SQLite, is migrated), or one line
     saying why not (exit 2)."""
     try:
-        files.close_data_to_others(settings)
+        personal_data.close_data_to_others(settings)
         engine = db.make_engine(settings)
     except OSError as exc:  # the SQLite file or its directory cannot be made
         database = make_url(settings.database_url).database
