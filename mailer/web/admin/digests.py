@@ -310,12 +310,15 @@ def _preview_document(body: str) -> HTMLResponse:
     return HTMLResponse(body, headers=PREVIEW_HEADERS)
 
 
-def _problem_document(message: str) -> HTMLResponse:
-    return _preview_document(
+def _problem_document(exc: MailerError) -> HTMLResponse:
+    """Why the preview cannot be shown, with the refusal's status (the frame shows it)."""
+    shown = _preview_document(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Preview</title>'
         '</head><body><p style="font-family: sans-serif; color: #991b1b">'
-        f"The preview cannot be shown: {escape(message)}</p></body></html>"
+        f"The preview cannot be shown: {escape(_not_shown(exc))}</p></body></html>"
     )
+    shown.status_code = exc.status
+    return shown
 
 
 @router.get("/{digest_id}/preview.html")
@@ -327,20 +330,24 @@ def preview_html(
     try:
         shown = digest_actions.preview(session, services, digest)
     except MailerError as exc:
-        return _problem_document(_not_shown(exc))
+        return _problem_document(exc)
     return _preview_document(shown.mail.html)
 
 
 def _draft_preview(
     session: Session, services: Services, digest_id: int, draft: dict[str, str]
-) -> RenderedMail:
-    """The unsaved draft as it would go out now; Invalid (with the page's words) when the
-    schema refuses it, or any refusal of the preview itself."""
+) -> RenderedMail | MailerError:
+    """The unsaved draft as it would go out now, or why not (the schema's complaints in
+    the page's words, or the preview's refusal); writes nothing."""
     try:
         body = DigestUpdate.model_validate(_fields(draft))
+        return digest_actions.preview_draft(session, services, digest_id, body).mail
     except ValidationError as exc:
-        raise Invalid("", _refusal(exc)) from exc
-    return digest_actions.preview_draft(session, services, digest_id, body).mail
+        return Invalid("", _refusal(exc))
+    except MailerError as exc:
+        return exc
+    finally:
+        session.rollback()
 
 
 @router.post("/{digest_id}/preview.html")
@@ -352,12 +359,9 @@ def preview_draft_html(
     services: ServicesDep,
 ) -> Response:
     """The form's unsaved draft as HTML, posted into the preview frame; writes nothing."""
-    try:
-        mail = _draft_preview(session, services, digest_id, draft)
-    except MailerError as exc:
-        return _problem_document(_not_shown(exc))
-    finally:
-        session.rollback()
+    mail = _draft_preview(session, services, digest_id, draft)
+    if isinstance(mail, MailerError):
+        return _problem_document(mail)
     return _preview_document(mail.html)
 
 
@@ -370,17 +374,12 @@ def preview_draft_json(
     services: ServicesDep,
 ) -> Response:
     """The draft's subject and text for the page's script; writes nothing."""
-    try:
-        mail = _draft_preview(session, services, digest_id, draft)
-    except MailerError as exc:
-        return JSONResponse(
-            {"subject": "", "text": "", "error": _not_shown(exc)}, headers=PAGE_HEADERS
-        )
-    finally:
-        session.rollback()
-    return JSONResponse(
-        {"subject": mail.subject, "text": mail.text, "error": ""}, headers=PAGE_HEADERS
-    )
+    mail = _draft_preview(session, services, digest_id, draft)
+    if isinstance(mail, MailerError):
+        shown = {"subject": "", "text": "", "error": _not_shown(mail)}
+    else:
+        shown = {"subject": mail.subject, "text": mail.text, "error": ""}
+    return JSONResponse(shown, headers=PAGE_HEADERS)
 
 
 ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")

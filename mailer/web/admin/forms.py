@@ -139,7 +139,6 @@ LABELS = {
 }
 SENTENCES = {
     "lists too_short": "Choose at least one list for the form to offer.",
-    "consent_text string_too_short": "The consent wording must not be empty.",
 }
 
 
