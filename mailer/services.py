@@ -17,6 +17,7 @@ from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxPoller
 from mailer.clock import Clock, SystemClock
 from mailer.delivery.compose import Composer
+from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.refusals import Refusal, RefusalHandler
 from mailer.delivery.render import MailRenderer
 from mailer.delivery.render_limits import TemplateLimits
@@ -47,6 +48,20 @@ class Services:
     address_limiter: SlidingWindowLimiter
     signin_throttle: SignInThrottle
     """Failed sign-ins to /admin/, per client IP, per client and account, per account."""
+
+    def notify_sender(self) -> None:
+        """Wake the sender: a send was started or resumed."""
+        self.sender.notify()
+
+    @property
+    def msgid_domain(self) -> str:
+        """The domain of the Message-IDs this server's mail carries."""
+        return self.sender.composer.msgid_domain
+
+    @property
+    def dkim_signer(self) -> DkimSigner | None:
+        """The DKIM signer of this server's mail, when one is set up."""
+        return self.sender.composer.dkim
 
     def delivery_loops(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         """What a process that delivers runs until `stop` (`mailer worker`, and `mailer

@@ -95,7 +95,7 @@ def test_the_thank_you_message_and_lists_offered_are_saved(
     [
         ({"lists": ["no-such-list"]}, "There is no list no-such-list."),
         ({"lists": []}, "Choose at least one list"),
-        ({"consent_text": "   "}, "The consent wording must not be empty."),
+        ({"consent_text": "   "}, "The consent wording is required."),
         ({"redirect_url": "javascript:alert(1)"}, "must be an absolute http(s) URL"),
     ],
 )

@@ -13,6 +13,7 @@ import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def lint_imports(*arguments: str) -> subprocess.CompletedProcess[str]:
     """`lint-imports` run on the repository, without a cache left behind."""
     script = Path(sys.executable).with_name("lint-imports")
@@ -90,7 +91,6 @@ def test_the_import_contracts_hold() -> None:
 def test_no_two_packages_import_each_other() -> None:
     cycles = package_cycles()
     report = "\n".join(
-        f"{' <-> '.join(sorted(group))}:\n  " + "\n  ".join(ties)
-        for group, ties in cycles.items()
+        f"{' <-> '.join(sorted(group))}:\n  " + "\n  ".join(ties) for group, ties in cycles.items()
     )
     assert not cycles, f"packages that import each other:\n{report}"

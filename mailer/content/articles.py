@@ -53,6 +53,8 @@ def upsert(session: Session, data: ArticleInput, now: datetime) -> tuple[Article
         raise Invalid("url", "must be an http(s) URL")
     if not data.title.strip():
         raise Invalid("title", "is required")
+    if data.image_url and not data.image_url.startswith(("http://", "https://")):
+        raise Invalid("image_url", "must be an http(s) URL, or empty")  # the digest's <img>
     existing = session.exec(select(Article).where(col(Article.url) == data.url)).first()
     article = existing or Article(
         url=data.url, title="", published_at=now, created_at=now, updated_at=now

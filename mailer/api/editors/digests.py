@@ -1,19 +1,19 @@
-"""/api/v1/digests: define digests, preview them, test-send them, send them now."""
+"""/api/v1/digests: define digests, preview them, test-send them, send them now.
+
+Each route parses its request, calls `mailer.delivery.digest_actions`, and presents."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from mailer.api.deps import EditorDep
 from mailer.content import digests
 from mailer.content.schedules import BadSchedule, describe, local_runs, next_runs, run_label
-from mailer.delivery import sends
-from mailer.delivery.render import RenderedMail
-from mailer.errors import Conflict, Invalid
+from mailer.delivery import digest_actions, sends
+from mailer.errors import Invalid
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList
 from mailer.schemas import (
@@ -28,7 +28,6 @@ from mailer.schemas import (
     TestSendResult,
 )
 from mailer.services import Services
-from mailer.subscriptions.addresses import normalize_email
 
 router = APIRouter(prefix="/digests", tags=["digests"])
 
@@ -57,11 +56,7 @@ def create_digest(
     body: DigestCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> DigestPublic:
     """Define a digest; `schedule` is a 5-field cron expression in `timezone`."""
-    fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
-    digest = digests.create(session, body.list_slug, fields, services.clock.now())
-    digests.reschedule(digest, services.clock.now())
-    session.add(digest)
-    return public(session, digest, services)
+    return public(session, digest_actions.define(session, services, body), services)
 
 
 @router.get("", response_model=list[DigestPublic])
@@ -107,24 +102,14 @@ def update_digest(
     services: ServicesDep,
     _editor: EditorDep,
 ) -> DigestPublic:
-    # null clears send_at (a one-off time); for any other field it leaves it as it is
-    fields = {
-        name: value
-        for name, value in body.model_dump(exclude_unset=True).items()
-        if value is not None or name == "send_at"
-    }
-    digests.check(fields, services.renderer)  # first: no transaction while templates try out
-    digest = digests.get(session, digest_id)
-    digests.apply(session, digest, fields, services.clock.now())
-    digests.reschedule(digest, services.clock.now())
-    session.add(digest)
+    digest = digest_actions.update(session, services, digest_id, body)
     return public(session, digest, services)
 
 
 @router.delete("/{digest_id}", status_code=204)
 def delete_digest(digest_id: int, session: SessionDep, _editor: EditorDep) -> Response:
     """Delete a digest that never sent (409 otherwise: disable it instead)."""
-    digests.delete(session, digests.get(session, digest_id))
+    digest_actions.delete(session, digest_id)
     return Response(status_code=204)
 
 
@@ -133,31 +118,10 @@ def send_now(
     digest_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> SendPublic:
     """Start a send now; with nothing new to say it ends `skipped`, with the reason."""
-    digest = digests.get(session, digest_id)
-    now = services.clock.now()
-    send = sends.start_send(
-        session, services.settings, services.renderer, digest, scheduled_for=now, now=now
-    )
-    session.commit()
-    services.sender.notify()
+    send = digest_actions.send_now(session, services, digest_id)
     assert send.id is not None
     found, counts = sends.progress(session, send.id)
     return SendPublic.model_validate(sends.public_fields(found, counts))
-
-
-def _preview(session: Session, digest: Digest, services: Services) -> Preview:
-    try:
-        mail, articles = sends.preview(
-            session, services.settings, services.renderer, digest, services.clock.now()
-        )
-    except sends.NothingNew as exc:
-        raise Conflict(f"nothing to preview: {exc}") from exc
-    return Preview(
-        subject=mail.subject,
-        html=mail.html,
-        text=mail.text,
-        articles=[ArticlePublic.model_validate(a, from_attributes=True) for a in articles],
-    )
 
 
 @router.get("/{digest_id}/preview", response_model=Preview)
@@ -165,7 +129,13 @@ def preview(
     digest_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> Preview:
     """The digest as it would go out now (HTML and text), without sending anything."""
-    return _preview(session, digests.get(session, digest_id), services)
+    shown = digest_actions.preview(session, services, digests.get(session, digest_id))
+    return Preview(
+        subject=shown.mail.subject,
+        html=shown.mail.html,
+        text=shown.mail.text,
+        articles=[ArticlePublic.model_validate(a, from_attributes=True) for a in shown.articles],
+    )
 
 
 @router.post("/{digest_id}/test", response_model=TestSendResult)
@@ -173,22 +143,5 @@ async def test_send(
     digest_id: int, body: TestSend, services: ServicesDep, _editor: EditorDep
 ) -> TestSendResult:
     """Send the preview to the given addresses only (subject marked [TEST])."""
-    addresses = [normalize_email(address) for address in body.addresses]
-
-    def render() -> Preview:
-        from mailer.db import session_scope
-
-        with session_scope(services.engine) as session:
-            return _preview(session, digests.get(session, digest_id), services)
-
-    shown = await run_in_threadpool(render)
-    mail = RenderedMail(subject=shown.subject, html=shown.html, text=shown.text)
-    sent, failed = await sends.send_test(
-        services.settings,
-        services.sender.composer.msgid_domain,
-        mail,
-        addresses,
-        services.clock.now(),
-        dkim_signer=services.sender.composer.dkim,
-    )
-    return TestSendResult(sent=sent, failed=failed)
+    result = await digest_actions.test_send(services, digest_id, body)
+    return TestSendResult(sent=result.sent, failed=result.failed)

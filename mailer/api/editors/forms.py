@@ -8,7 +8,7 @@ from mailer.api.deps import EditorDep
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.presenters.forms import public
 from mailer.schemas import FormCreate, FormPublic, FormUpdate
-from mailer.subscriptions import catalog
+from mailer.subscriptions import catalog, form_actions
 
 router = APIRouter(prefix="/forms", tags=["forms"])
 
@@ -18,21 +18,9 @@ def create_form(
     body: FormCreate, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> FormPublic:
     """Create a form offering `lists`; 422 for an unknown list, 409 for a taken slug."""
-    form = catalog.create_form(
-        session,
-        slug=body.slug,
-        list_slugs=body.lists,
-        consent_text=body.consent_text,
-        now=services.clock.now(),
-        name=body.name,
-        heading=body.heading,
-        consent_checkbox=body.consent_checkbox,
-        redirect_url=body.redirect_url or "",
-        thanks_message=body.thanks_message,
-        allowed_hosts=body.allowed_hosts,
-        own_host=catalog.host_of(services.settings.public_url),
-    )
-    return public(session, form, services.settings.public_url)
+    public_url = services.settings.public_url
+    form = form_actions.create(session, body, services.clock.now(), public_url)
+    return public(session, form, public_url)
 
 
 @router.get("", response_model=list[FormPublic])
@@ -54,18 +42,6 @@ def update_form(
     slug: str, body: FormUpdate, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> FormPublic:
     """Change a form; a new consent wording becomes a new consent_version."""
-    form = catalog.update_form(
-        session,
-        catalog.form_by_slug(session, slug),
-        services.clock.now(),
-        list_slugs=body.lists,
-        consent_text=body.consent_text,
-        name=body.name,
-        heading=body.heading,
-        consent_checkbox=body.consent_checkbox,
-        redirect_url=body.redirect_url,
-        thanks_message=body.thanks_message,
-        allowed_hosts=body.allowed_hosts,
-        own_host=catalog.host_of(services.settings.public_url),
-    )
-    return public(session, form, services.settings.public_url)
+    public_url = services.settings.public_url
+    form = form_actions.update(session, slug, body, services.clock.now(), public_url)
+    return public(session, form, public_url)

@@ -3,18 +3,17 @@ pausing, resuming and cancelling it."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from mailer.api.deps import EditorDep
-from mailer.delivery import sends
-from mailer.errors import Conflict
+from mailer.delivery import send_control, sends
 from mailer.http.deps import MAX_ROW_ID, ServicesDep, SessionDep
 from mailer.models import OutboxStatus
 from mailer.schemas import SendMessagePublic, SendPublic
+from mailer.services import Services
 
 router = APIRouter(prefix="/sends", tags=["sends"])
 
@@ -48,11 +47,11 @@ def get_send(
     return SendPublic.model_validate(sends.public_fields(send, counts, services.clock.now()))
 
 
-def _changed(session: Session, send_id: int, change: str, now: datetime) -> SendPublic:
-    try:
-        sends.change(session, send_id, change, now)
-    except sends.WrongState as exc:
-        raise Conflict(str(exc)) from exc
+def _changed(
+    session: Session, services: Services, send_id: int, change: send_control.Change
+) -> SendPublic:
+    now = services.clock.now()
+    send_control.change(session, send_id, change, now, services.notify_sender)
     send, counts = sends.progress(session, send_id)
     return SendPublic.model_validate(sends.public_fields(send, counts, now))
 
@@ -62,17 +61,14 @@ def pause_send(
     send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> SendPublic:
     """Hold the send: no further messages go out until it is resumed (409 if it ended)."""
-    return _changed(session, send_id, "pause", services.clock.now())
+    return _changed(session, services, send_id, "pause")
 
 
 @router.post("/{send_id}/resume", response_model=SendPublic)
 def resume_send(
     send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> SendPublic:
-    result = _changed(session, send_id, "resume", services.clock.now())
-    session.commit()
-    services.sender.notify()
-    return result
+    return _changed(session, services, send_id, "resume")
 
 
 @router.post("/{send_id}/cancel", response_model=SendPublic)
@@ -80,4 +76,4 @@ def cancel_send(
     send_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> SendPublic:
     """End the send; messages not yet sent are dropped."""
-    return _changed(session, send_id, "cancel", services.clock.now())
+    return _changed(session, services, send_id, "cancel")

@@ -226,14 +226,6 @@ def _published_at(typed: str) -> datetime:
         raise Invalid("published_at", "must be a date and time") from exc
 
 
-def _image_url(typed: str) -> str:
-    """Empty, or an absolute http(s) URL: the digest's <img> needs one."""
-    value = typed.strip()
-    if value and not value.startswith(("http://", "https://")):
-        raise Invalid("image_url", "must be an http(s) URL, or empty")
-    return value
-
-
 @router.post("/{article_id}")
 def save_article(
     article_id: int,
@@ -265,7 +257,7 @@ def save_article(
             title=title.strip(),
             summary=summary.strip(),
             author=author.strip(),
-            image_url=_image_url(image_url),
+            image_url=image_url.strip(),
             topics=_topics(topics),
             published_at=_published_at(published_at),
         )

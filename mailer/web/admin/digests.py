@@ -1,9 +1,10 @@
 """/admin/digests: create and edit with a cron builder, live preview, test-send, send
 now.
 
-The pages call the domain functions the editors' API calls (`content.digests.check`,
-`reschedule`, `delivery.sends.preview`, `send_test`, `start_send`); the cron builder's
-next five runs come from `GET /api/v1/digests/schedule`.
+The pages parse the form into the API's schemas (`DigestCreate`, `DigestUpdate`,
+`TestSend`), call the same actions as the editors' API (`content.digest_actions`) and
+present the result; the cron builder's next five runs come from
+`GET /api/v1/digests/schedule`.
 """
 
 from __future__ import annotations
@@ -16,25 +17,24 @@ from html import escape
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
 from mailer import accounts
 from mailer.content import digests
-from mailer.content.articles import normalize_topics
 from mailer.content.schedules import BadSchedule, describe, local_runs, run_label
-from mailer.delivery import sends
-from mailer.delivery.render import RenderedMail, TemplateProblem
-from mailer.errors import Conflict, Invalid
+from mailer.delivery import digest_actions
+from mailer.delivery.render import RenderedMail
+from mailer.errors import Invalid, MailerError
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList
 from mailer.schemas import DigestCreate, DigestUpdate, TestSend
 from mailer.services import Services
-from mailer.subscriptions.addresses import normalize_email
 from mailer.subscriptions.catalog import all_lists
 from mailer.subscriptions.errors import UnknownList
+from mailer.web.admin import drafts
 from mailer.web.admin.common import PAGE_HEADERS, PostedDep, SignedInDep, redirect, render
 from mailer.web.admin.times import in_zone
 
@@ -59,16 +59,16 @@ def time_zones() -> list[str]:
 
 
 def digest_form(
-    name: Annotated[str, Form(max_length=200)] = "",
-    list_slug: Annotated[str, Form(alias="list", max_length=64)] = "",
-    schedule: Annotated[str, Form(max_length=200)] = "",
-    timezone: Annotated[str, Form(max_length=64)] = "UTC",
-    topics: Annotated[str, Form(max_length=2000)] = "",
-    max_articles: Annotated[str, Form(max_length=10)] = "10",
-    enabled: Annotated[str, Form(max_length=10)] = "",
-    subject_template: Annotated[str, Form(max_length=2000)] = "",
-    html_template: Annotated[str, Form(max_length=200_000)] = "",
-    text_template: Annotated[str, Form(max_length=100_000)] = "",
+    name: Annotated[str, Form()] = "",
+    list_slug: Annotated[str, Form(alias="list")] = "",
+    schedule: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "UTC",
+    topics: Annotated[str, Form()] = "",
+    max_articles: Annotated[str, Form()] = "10",
+    enabled: Annotated[str, Form()] = "",
+    subject_template: Annotated[str, Form()] = "",
+    html_template: Annotated[str, Form()] = "",
+    text_template: Annotated[str, Form()] = "",
 ) -> dict[str, str]:
     """The digest form as posted: strings, shown again as they were when refused."""
     return {
@@ -104,32 +104,30 @@ def _draft_of(digest: Digest, mailing_list: MailingList | None) -> dict[str, str
 
 
 def _fields(draft: dict[str, str]) -> dict[str, Any]:
-    """The editable fields from the form, before the schemas check them."""
-    try:
-        max_articles = int(draft["max_articles"].strip())
-    except ValueError as exc:
-        raise Invalid("max articles", "give a whole number") from exc
+    """The editable fields from the form, for the schemas to check."""
     return {
         "name": draft["name"],
         "schedule": draft["schedule"],
         "timezone": draft["timezone"],
         "topics": [topic.strip() for topic in draft["topics"].split(",") if topic.strip()],
-        "max_articles": max_articles,
+        "max_articles": draft["max_articles"].strip(),
         "enabled": draft["enabled"] == "on",
         **{f"{part}_template": draft[f"{part}_template"] for part in TEMPLATE_PARTS},
     }
 
 
-def _refusal(exc: Exception) -> str:
+def _refusal(exc: ValidationError | MailerError) -> str:
     """Why the form was refused, as the page shows it."""
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']).replace('_', ' ')}: {error['msg']}"
-            for error in exc.errors()
-        )
+        return drafts.problems(exc, {"list_slug": "list"})
     if isinstance(exc, UnknownList):
-        return "list: choose one of the lists"
+        return f"list: {exc.message}; choose one of the lists"
     return str(exc)
+
+
+def _not_shown(exc: MailerError) -> str:
+    """Why the preview is not shown: the reason alone when there is nothing new."""
+    return exc.reason if isinstance(exc, digest_actions.NothingToPreview) else exc.message
 
 
 def _upcoming(digest: Digest | dict[str, str], now: datetime) -> tuple[str, list[str]]:
@@ -221,13 +219,10 @@ def create(
     services: ServicesDep,
 ) -> Response:
     """Create the digest; a refused form is shown again with the reason, nothing written."""
-    now = services.clock.now()
     try:
         body = DigestCreate.model_validate(_fields(draft) | {"list": draft["list"]})
-        fields = digests.check(body.model_dump(exclude={"list_slug"}), services.renderer)
-        digest = digests.create(session, body.list_slug, fields, now)
-        digests.reschedule(digest, now)
-    except (ValidationError, UnknownList, Invalid, Conflict) as exc:
+        digest = digest_actions.define(session, services, body)
+    except (ValidationError, MailerError) as exc:
         session.rollback()
         return _new_page(request, current, session, services, draft, _refusal(exc), 422)
     session.commit()
@@ -249,16 +244,15 @@ def _digest_page(
     **extra: Any,
 ) -> Response:
     mailing_list = session.get(MailingList, digest.list_id)
-    now = services.clock.now()
-    described, upcoming = _upcoming(digest, now)
+    described, upcoming = _upcoming(digest, services.clock.now())
     preview_error = ""
     mail: RenderedMail | None = None
     articles = 0
     try:
-        mail, found = sends.preview(session, services.settings, services.renderer, digest, now)
-        articles = len(found)
-    except (TemplateProblem, sends.NothingNew) as exc:
-        preview_error = exc.message
+        shown = digest_actions.preview(session, services, digest)
+        mail, articles = shown.mail, len(shown.articles)
+    except MailerError as exc:
+        preview_error = _not_shown(exc)
     return render(
         request,
         current,
@@ -302,14 +296,10 @@ def update(
     services: ServicesDep,
 ) -> Response:
     """Save the digest; a refused form is shown again with the reason, nothing written."""
-    now = services.clock.now()
     try:
-        fields = DigestUpdate.model_validate(_fields(draft)).model_dump(exclude_unset=True)
-        digests.check(fields, services.renderer)  # first: no transaction while templates try out
-        digest = digests.get(session, digest_id)
-        digests.apply(session, digest, fields, now)
-        digests.reschedule(digest, now)
-    except (ValidationError, Invalid, Conflict) as exc:
+        body = DigestUpdate.model_validate(_fields(draft))
+        digest_actions.update(session, services, digest_id, body)
+    except (ValidationError, MailerError) as exc:
         session.rollback()
         digest = digests.get(session, digest_id)
         return _digest_page(request, current, session, services, digest, draft, _refusal(exc), 422)
@@ -321,26 +311,15 @@ def _preview_document(body: str) -> HTMLResponse:
     return HTMLResponse(body, headers=PREVIEW_HEADERS)
 
 
-def _problem_document(message: str) -> HTMLResponse:
-    return _preview_document(
+def _problem_document(exc: MailerError) -> HTMLResponse:
+    """Why the preview cannot be shown, with the refusal's status (the frame shows it)."""
+    shown = _preview_document(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Preview</title>'
         '</head><body><p style="font-family: sans-serif; color: #991b1b">'
-        f"The preview cannot be shown: {escape(message)}</p></body></html>"
+        f"The preview cannot be shown: {escape(_not_shown(exc))}</p></body></html>"
     )
-
-
-def _draft_digest(digest: Digest, draft: dict[str, str]) -> Digest:
-    """An unsaved copy of `digest` with the form's topics, size and templates."""
-    copy = Digest.model_validate(digest.model_dump())
-    fields = _fields(draft)
-    copy.topics = normalize_topics(fields["topics"])
-    if not 1 <= fields["max_articles"] <= 100:
-        raise Invalid("max articles", "from 1 to 100")
-    copy.max_articles = fields["max_articles"]
-    copy.name = fields["name"].strip() or digest.name
-    for part in TEMPLATE_PARTS:
-        setattr(copy, f"{part}_template", fields[f"{part}_template"])
-    return copy
+    shown.status_code = exc.status
+    return shown
 
 
 @router.get("/{digest_id}/preview.html")
@@ -350,27 +329,26 @@ def preview_html(
     """The saved digest's HTML as it would go out now, for the preview frame."""
     digest = digests.get(session, digest_id)
     try:
-        mail, _ = sends.preview(
-            session, services.settings, services.renderer, digest, services.clock.now()
-        )
-    except (TemplateProblem, sends.NothingNew) as exc:
-        return _problem_document(exc.message)
-    return _preview_document(mail.html)
+        shown = digest_actions.preview(session, services, digest)
+    except MailerError as exc:
+        return _problem_document(exc)
+    return _preview_document(shown.mail.html)
 
 
 def _draft_preview(
     session: Session, services: Services, digest_id: int, draft: dict[str, str]
-) -> RenderedMail:
-    digest = _draft_digest(digests.get(session, digest_id), draft)
+) -> RenderedMail | MailerError:
+    """The unsaved draft as it would go out now, or why not (the schema's complaints in
+    the page's words, or the preview's refusal); writes nothing."""
     try:
-        mail, _ = sends.preview(
-            session, services.settings, services.renderer, digest, services.clock.now()
-        )
-    except TemplateProblem as exc:
-        raise Invalid("template", exc.message) from exc
-    except sends.NothingNew as exc:
-        raise Invalid("articles", str(exc)) from exc
-    return mail
+        body = DigestUpdate.model_validate(_fields(draft))
+        return digest_actions.preview_draft(session, services, digest_id, body).mail
+    except ValidationError as exc:
+        return Invalid("", _refusal(exc))
+    except MailerError as exc:
+        return exc
+    finally:
+        session.rollback()
 
 
 @router.post("/{digest_id}/preview.html")
@@ -382,12 +360,9 @@ def preview_draft_html(
     services: ServicesDep,
 ) -> Response:
     """The form's unsaved draft as HTML, posted into the preview frame; writes nothing."""
-    try:
-        mail = _draft_preview(session, services, digest_id, draft)
-    except Invalid as exc:
-        return _problem_document(str(exc))
-    finally:
-        session.rollback()
+    mail = _draft_preview(session, services, digest_id, draft)
+    if isinstance(mail, MailerError):
+        return _problem_document(mail)
     return _preview_document(mail.html)
 
 
@@ -400,15 +375,12 @@ def preview_draft_json(
     services: ServicesDep,
 ) -> Response:
     """The draft's subject and text for the page's script; writes nothing."""
-    try:
-        mail = _draft_preview(session, services, digest_id, draft)
-    except Invalid as exc:
-        return JSONResponse({"subject": "", "text": "", "error": str(exc)}, headers=PAGE_HEADERS)
-    finally:
-        session.rollback()
-    return JSONResponse(
-        {"subject": mail.subject, "text": mail.text, "error": ""}, headers=PAGE_HEADERS
-    )
+    mail = _draft_preview(session, services, digest_id, draft)
+    if isinstance(mail, MailerError):
+        shown = {"subject": "", "text": "", "error": _not_shown(mail)}
+    else:
+        shown = {"subject": mail.subject, "text": mail.text, "error": ""}
+    return JSONResponse(shown, headers=PAGE_HEADERS)
 
 
 ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
@@ -421,18 +393,16 @@ def test_send(
     current: PostedDep,
     session: SessionDep,
     services: ServicesDep,
-    addresses: Annotated[str, Form(max_length=5000)] = "",
+    addresses: Annotated[str, Form()] = "",
 ) -> Response:
     """Send the preview marked [TEST] to the given addresses only; shows who got it."""
     digest = digests.get(session, digest_id)
     given = [part for part in ADDRESS_SEPARATORS.split(addresses) if part]
+    session.rollback()  # no transaction stays open while the relay answers
     try:
-        TestSend.model_validate({"addresses": given})
-        normalized = [normalize_email(address) for address in given]
-        mail, _ = sends.preview(
-            session, services.settings, services.renderer, digest, services.clock.now()
-        )
-    except (ValidationError, Invalid, TemplateProblem, sends.NothingNew) as exc:
+        body = TestSend.model_validate({"addresses": given})
+        result = anyio.from_thread.run(digest_actions.test_send, services, digest_id, body)
+    except (ValidationError, MailerError) as exc:
         message = (
             "give one to twenty addresses, one a line"
             if isinstance(exc, ValidationError)
@@ -448,24 +418,14 @@ def test_send(
             status_code=422,
             test_addresses=addresses,
         )
-    session.rollback()  # no transaction stays open while the relay answers
-    sent, failed = anyio.from_thread.run(
-        sends.send_test,
-        services.settings,
-        services.sender.composer.msgid_domain,
-        mail,
-        normalized,
-        services.clock.now(),
-        services.sender.composer.dkim,
-    )
     return _digest_page(
         request,
         current,
         session,
         services,
         digest,
-        test_sent=sent,
-        test_failed=failed,
+        test_sent=result.sent,
+        test_failed=result.failed,
         test_addresses=addresses,
     )
 
@@ -474,15 +434,7 @@ def test_send(
 def send_now(
     digest_id: int, _current: PostedDep, session: SessionDep, services: ServicesDep
 ) -> Response:
-    """Start a send now (as the API's send_now) and show its progress."""
-    digest = digests.get(session, digest_id)
-    now = services.clock.now()
-    try:
-        send = sends.start_send(
-            session, services.settings, services.renderer, digest, scheduled_for=now, now=now
-        )
-    except sends.AlreadyStarted as exc:
-        raise HTTPException(409, "a send of this digest started this very moment") from exc
-    session.commit()
-    services.sender.notify()
+    """Start a send now (as the API's send_now) and show its progress; 409 when a send of
+    this moment exists."""
+    send = digest_actions.send_now(session, services, digest_id)
     return redirect(f"/admin/sends/{send.id}", "skipped" if send.status == "skipped" else "started")

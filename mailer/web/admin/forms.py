@@ -1,7 +1,8 @@
 """/admin/forms: signup forms: consent wording (versioned), lists offered, thank-you
 page, embed snippet and a live preview.
 
-Changes go through the same catalog functions as /api/v1/forms; a new consent wording
+What was typed is checked by the API's own `FormCreate` / `FormUpdate` and saved by the
+same actions as /api/v1/forms (`subscriptions.form_actions`); a new consent wording
 becomes a new consent version there. Bad input re-renders the page (422), writing nothing.
 """
 
@@ -13,24 +14,22 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from mailer.accounts import SignedIn
-from mailer.errors import Conflict, Invalid
+from mailer.errors import Conflict, Invalid, MailerError
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Form, FormConsentVersion
 from mailer.presenters.forms import public
-from mailer.subscriptions import catalog
-from mailer.subscriptions.addresses import check_header_safe
+from mailer.schemas import FormCreate, FormUpdate
+from mailer.subscriptions import catalog, form_actions
 from mailer.subscriptions.errors import UnknownForm, UnknownList
+from mailer.web.admin import drafts
 from mailer.web.admin.common import PostedDep, SignedInDep, pages, redirect, render
 
 router = APIRouter(prefix="/admin/forms")
 
-MAX_NAME = 200
-MAX_HEADING = 500
-MAX_CONSENT = 5000
-MAX_THANKS = 2000
 # The preview is the readers' form page shown in a frame of the editor's page only.
 PREVIEW_HEADERS = {
     "Content-Security-Policy": (
@@ -40,10 +39,6 @@ PREVIEW_HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
     "Cache-Control": "no-store",
 }
-
-
-class BadForm(Exception):
-    """What the editor must fix, in words for the page."""
 
 
 @dataclass
@@ -100,42 +95,68 @@ class FormDraft:
     def host_list(self) -> list[str]:
         return self.allowed_hosts.replace(",", " ").split()
 
-    def check(self, session: Session, own_host: str) -> None:
-        """Refuse what the catalog would refuse, before anything is written."""
-        if len(self.name) > MAX_NAME:
-            raise BadForm(f"The name is longer than {MAX_NAME} characters.")
-        if len(self.heading) > MAX_HEADING:
-            raise BadForm(f"The heading is longer than {MAX_HEADING} characters.")
-        if not self.consent_text:
-            raise BadForm("The consent wording must not be empty.")
-        if len(self.consent_text) > MAX_CONSENT:
-            raise BadForm(f"The consent wording is longer than {MAX_CONSENT} characters.")
-        if not self.lists:
-            raise BadForm("Choose at least one list for the form to offer.")
-        known = {item.slug for item in catalog.all_lists(session)}
-        unknown = [slug for slug in self.lists if slug not in known]
-        if unknown:
-            raise BadForm(f"There is no list {', '.join(unknown)}.")
-        if len(self.thanks_message) > MAX_THANKS:
-            raise BadForm(f"The thank-you message is longer than {MAX_THANKS} characters.")
-        try:
-            check_header_safe("name", self.name)
-            hosts = catalog.check_allowed_hosts(self.host_list)
-            catalog.check_redirect_url(self.redirect_url, hosts, own_host)
-        except Invalid as exc:
-            raise BadForm(_sentence(exc)) from exc
+    def create_body(self) -> FormCreate:
+        """The new form as the API takes it (ValidationError past the schema's limits)."""
+        return FormCreate.model_validate(
+            {
+                "slug": self.slug,
+                "lists": self.lists,
+                "consent_text": self.consent_text,
+                "redirect_url": self.redirect_url,
+                "name": self.name,
+                "heading": self.heading,
+                "consent_checkbox": self.consent_checkbox,
+                "thanks_message": self.thanks_message,
+                "allowed_hosts": self.host_list,
+            }
+        )
+
+    def update_body(self, form: Form) -> FormUpdate:
+        """The changes as the API takes them; an emptied name or heading keeps the form's."""
+        return FormUpdate.model_validate(
+            {
+                "lists": self.lists,
+                "consent_text": self.consent_text,
+                "redirect_url": self.redirect_url,
+                "name": self.name or form.slug,
+                "heading": self.heading or None,
+                "consent_checkbox": self.consent_checkbox,
+                "thanks_message": self.thanks_message,
+                "allowed_hosts": self.host_list,
+            }
+        )
+
+
+LABELS = {
+    "redirect_url": "The thank-you page address",
+    "allowed_hosts": "Allowed hosts:",
+    "slug": "The slug",
+    "name": "The name",
+    "heading": "The heading",
+    "consent_text": "The consent wording",
+    "lists": "The lists",
+    "thanks_message": "The thank-you message",
+}
+SENTENCES = {
+    "lists too_short": "Choose at least one list for the form to offer.",
+}
+
+
+def _refusal(exc: ValidationError | MailerError) -> str:
+    """Why the form was refused, in the page's words."""
+    if isinstance(exc, ValidationError):
+        return drafts.problems(exc, LABELS, SENTENCES, shape="{label} {phrase}.", joint=" ")
+    if isinstance(exc, UnknownList):
+        return f"There is no list {exc.slug}."
+    if isinstance(exc, Conflict):
+        return "A form with that slug exists already."
+    if isinstance(exc, Invalid):
+        return _sentence(exc)
+    return str(exc)
 
 
 def _sentence(exc: Invalid) -> str:
-    labels = {
-        "redirect_url": "The thank-you page address",
-        "allowed_hosts": "Allowed hosts:",
-        "slug": "The slug",
-        "name": "The name",
-        "consent_text": "The consent wording",
-        "lists": "The lists",
-    }
-    return f"{labels.get(exc.field, exc.field)} {exc.message}."
+    return f"{LABELS.get(exc.field, exc.field)} {exc.message}."
 
 
 def _form(session: Session, slug: str) -> Form:
@@ -227,36 +248,13 @@ async def create_form(
 ) -> Response:
     draft = await FormDraft.posted(request)
     try:
-        catalog.check_slug("slug", draft.slug)
-        own_host = catalog.host_of(services.settings.public_url)
-        draft.check(session, own_host)
-        catalog.create_form(
-            session,
-            slug=draft.slug,
-            list_slugs=draft.lists,
-            consent_text=draft.consent_text,
-            now=services.clock.now(),
-            name=draft.name,
-            heading=draft.heading,
-            consent_checkbox=draft.consent_checkbox,
-            redirect_url=draft.redirect_url,
-            thanks_message=draft.thanks_message,
-            allowed_hosts=draft.host_list,
-            own_host=own_host,
+        form_actions.create(
+            session, draft.create_body(), services.clock.now(), services.settings.public_url
         )
-    except (BadForm, Invalid, UnknownList, Conflict) as exc:
+    except (ValidationError, MailerError) as exc:
         session.rollback()
-        message = _sentence(exc) if isinstance(exc, Invalid) else _refusal(exc)
-        return _list_page(request, current, session, services, draft, message, 422)
+        return _list_page(request, current, session, services, draft, _refusal(exc), 422)
     return redirect(f"/admin/forms/{draft.slug}", "created")
-
-
-def _refusal(exc: Exception) -> str:
-    if isinstance(exc, UnknownList):
-        return f"There is no list {exc.slug}."
-    if isinstance(exc, Conflict):
-        return "A form with that slug exists already."
-    return str(exc)
 
 
 @router.get("/{slug}")
@@ -277,27 +275,17 @@ async def update_form(
     draft = await FormDraft.posted(request)
     draft.slug = form.slug
     try:
-        own_host = catalog.host_of(services.settings.public_url)
-        draft.check(session, own_host)
-        catalog.update_form(
+        form_actions.update(
             session,
-            form,
+            slug,
+            draft.update_body(form),
             services.clock.now(),
-            list_slugs=draft.lists,
-            consent_text=draft.consent_text,
-            name=draft.name or form.slug,
-            heading=draft.heading or None,
-            consent_checkbox=draft.consent_checkbox,
-            redirect_url=draft.redirect_url,
-            thanks_message=draft.thanks_message,
-            allowed_hosts=draft.host_list,
-            own_host=own_host,
+            services.settings.public_url,
         )
-    except (BadForm, Invalid, UnknownList) as exc:
+    except (ValidationError, MailerError) as exc:
         session.rollback()
-        message = _sentence(exc) if isinstance(exc, Invalid) else _refusal(exc)
         form = _form(session, slug)
-        return _edit_page(request, current, session, services, form, draft, message, 422)
+        return _edit_page(request, current, session, services, form, draft, _refusal(exc), 422)
     return redirect(f"/admin/forms/{form.slug}", "saved")
 
 
@@ -317,9 +305,12 @@ def preview(slug: str, request: Request, _current: SignedInDep, session: Session
     query = request.query_params
     if query.get("draft"):
         wanted = set(query.getlist("lists"))
+        heading = query.get("heading", "")[: drafts.max_length(FormCreate, "heading")]
         view.update(
-            heading=query.get("heading", "")[:MAX_HEADING] or form.heading,
-            consent_text=query.get("consent_text", "")[:MAX_CONSENT],
+            heading=heading or form.heading,
+            consent_text=query.get("consent_text", "")[
+                : drafts.max_length(FormCreate, "consent_text")
+            ],
             consent_checkbox=bool(query.get("consent_checkbox")),
             lists=[
                 {"slug": item.slug, "name": item.name}

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from mailer.delivery import sends
+from mailer.delivery import send_control, sends
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, OutboxStatus
 from mailer.web.admin.common import PostedDep, SignedInDep, redirect, render
@@ -89,17 +89,14 @@ def send_page(
 @router.post("/{send_id}/{change}")
 def change_send(
     send_id: int,
-    change: Literal["pause", "resume", "cancel"],
+    change: send_control.Change,
     _current: PostedDep,
     session: SessionDep,
     services: ServicesDep,
 ) -> Response:
     """Pause, resume or cancel the send, as the API does; 409 when its state forbids it."""
     try:
-        sends.change(session, send_id, change, services.clock.now())
+        send_control.change(session, send_id, change, services.clock.now(), services.notify_sender)
     except sends.WrongState as exc:
         raise HTTPException(409, f"This send cannot be changed now: {exc}.") from exc
-    session.commit()
-    if change == "resume":
-        services.sender.notify()
     return redirect(f"/admin/sends/{send_id}", DONE[change])
