@@ -28,7 +28,7 @@ class MailerError(Exception):
     """Base of every refusal; `status` is its HTTP status, `exit_code` its CLI exit code."""
 
     status: int = 400
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -64,7 +64,6 @@ class Invalid(MailerError):
     """A value is malformed, unsafe or out of range; `field` names it."""
 
     status = 422
-    exit_code = 2
 
     def __init__(self, field: str, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

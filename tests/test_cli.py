@@ -293,6 +293,22 @@ def no_config_dir(tmp_path: Path) -> Path:
     return workdir
 
 
+def test_a_refusal_from_any_command_is_one_line_and_exit_code_2(no_config_dir: Path) -> None:
+    """A refusal no command words itself (an account that exists, an address that is not one) comes out
+    through the CLI's one mapping: one line on stderr, exit 2, nothing on stdout."""
+    first = mailer("user", "create", "editor@example.org", "--role", "editor", cwd=no_config_dir)
+    assert first.returncode == 0, first.stderr
+    for args, phrase in (
+        (("user", "create", "editor@example.org", "--role", "admin"), "already an account"),
+        (("user", "create", "not-an-address", "--role", "editor"), "email:"),
+    ):
+        result = mailer(*args, cwd=no_config_dir)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and phrase in errors[0], result.stderr
+        assert "Traceback" not in result.stderr and not result.stdout.strip(), result.stderr
+
+
 def test_import_into_an_unknown_list_is_refused_clearly(no_config_dir: Path) -> None:
     source = no_config_dir / "readers.csv"
     source.write_text(f"email\n{READER}\n")

@@ -12,6 +12,7 @@ import typer
 
 from mailer.cli.apikeys import apikey_app
 from mailer.cli.bounces import bounces_app
+from mailer.cli.common import Commands
 from mailer.cli.db import db_app
 from mailer.cli.digests import digest_app
 from mailer.cli.dkim import dkim_app
@@ -22,6 +23,7 @@ from mailer.cli.users import user_app
 from mailer.cli.webhooks import webhooks_app
 
 app = typer.Typer(
+    cls=Commands,
     help="mailer: newsletters with double opt-in.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

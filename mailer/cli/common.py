@@ -1,16 +1,20 @@
 """What every sub-command shares: the --config option, loading settings, reaching the
-database, and failing with a clear message instead of a traceback."""
+database, and failing with a clear message instead of a traceback: `fail` for the
+command's own words, and `Commands`, which answers any `mailer.errors` refusal a
+command lets through with one line and the refusal's exit code."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from typer.core import TyperGroup
 
 from mailer import config, db, logs, personal_data
+from mailer.errors import MailerError
 
 if TYPE_CHECKING:
     from mailer.services import Services
@@ -23,9 +27,21 @@ ConfigOption = Annotated[
 ]
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
+
+
+class Commands(TyperGroup):
+    """The command group of `mailer`: a refusal from any sub-command is one line on
+    standard error and its exit code (2 for bad input or a state that forbids it, 75 when
+    something needed does not answer), never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            raise fail(exc.detail, exc.exit_code) from exc
 
 
 def load_settings(config_path: Path | None) -> config.Settings:

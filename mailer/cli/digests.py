@@ -36,19 +36,16 @@ def digest_send(
 ) -> None:
     """Start a send of the digest now; prints the send's id on the last line."""
     from mailer.content import digests
-    from mailer.delivery import sends
+    from mailer.delivery import digest_actions
     from mailer.errors import NotFound
 
     settings = _settings(config_path)
     _engine(settings, migrate_sqlite=True).dispose()
     services = build_services(settings)
-    now = services.clock.now()
     try:
         with db.session_scope(services.engine) as session:
-            digest = digests.by_name(session, name)
-            send = sends.start_send(
-                session, settings, services.renderer, digest, scheduled_for=now, now=now
-            )
+            digest_id = digests.by_name(session, name).id or 0
+            send = digest_actions.send_now(session, services, digest_id)
     except NotFound as exc:
         raise fail(f"there is no digest named {name!r}") from exc
     if send.status == "skipped":

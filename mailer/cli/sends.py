@@ -13,6 +13,8 @@ from mailer.cli.common import ConfigOption, fail
 from mailer.cli.common import load_settings as _settings
 from mailer.cli.common import open_engine as _engine
 from mailer.clock import SystemClock
+from mailer.delivery import send_control
+from mailer.delivery.send_control import Change
 
 sends_app = typer.Typer(help="Sends and their progress.", no_args_is_help=True)
 
@@ -74,23 +76,18 @@ def sends_show(
     )
 
 
-def _change_send(send_id: int, change: str, config_path: Path | None) -> None:
-    from mailer.delivery import sends
+def _change_send(send_id: int, change: Change, config_path: Path | None) -> None:
+    """Pause, resume or cancel; a running sender sees the change on its next poll."""
     from mailer.errors import NotFound
 
     engine = _engine(_settings(config_path), migrate_sqlite=True)
     try:
         with db.session_scope(engine) as session:
-            if change == "pause":
-                send = sends.pause(session, send_id)
-            elif change == "resume":
-                send = sends.resume(session, send_id)
-            else:
-                send = sends.cancel(session, send_id, SystemClock().now())
+            send = send_control.change(
+                session, send_id, change, SystemClock().now(), notify_sender=lambda: None
+            )
     except NotFound as exc:
         raise fail(f"there is no send {send_id}") from exc
-    except sends.WrongState as exc:
-        raise fail(str(exc)) from exc
     typer.echo(f"send {send_id} is {send.status}")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mailer import db
-from mailer.cli.common import ConfigOption, fail
+from mailer.cli.common import ConfigOption
 from mailer.cli.common import load_settings as _settings
 from mailer.cli.common import open_engine as _engine
 from mailer.clock import SystemClock
@@ -34,7 +34,6 @@ def user_create(
 ) -> None:
     """Create an account for /admin/; the password is prompted for or generated."""
     from mailer import accounts
-    from mailer.errors import Conflict, Invalid
 
     settings = _settings(config_path)
     engine = _engine(settings, migrate_sqlite=True)
@@ -43,11 +42,8 @@ def user_create(
         password = accounts.generate_password()
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        with db.session_scope(engine) as session:
-            user = accounts.create_user(session, email, role, password, SystemClock().now())
-    except (Conflict, Invalid, accounts.WeakPassword) as exc:
-        raise fail(str(exc)) from exc
+    with db.session_scope(engine) as session:
+        user = accounts.create_user(session, email, role, password, SystemClock().now())
     typer.echo(f"created {user.role} {user.email}", err=True)
     if generated:
         typer.echo("password (store it now, it is not shown again):", err=True)
