@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlmodel import Session, col, select
 
 from mailer.content.articles import normalize_topics
-from mailer.content.schedules import BadSchedule, next_run_of, trigger, zone
+from mailer.content.schedules import next_run_of, trigger, zone
 from mailer.errors import Conflict, Invalid, NotFound
 from mailer.models import Digest
 from mailer.subscriptions.addresses import check_header_safe
@@ -43,13 +43,10 @@ def check(fields: dict[str, Any], renderer: TemplateCheck) -> dict[str, Any]:
 
     The templates are tried on sample articles, so one that runs past its time or size
     limits is refused here: call it before any transaction begins."""
-    try:
-        if "timezone" in fields:
-            zone(fields["timezone"])
-        if fields.get("schedule"):
-            trigger(fields["schedule"], fields.get("timezone", "UTC"))
-    except BadSchedule as exc:
-        raise Invalid("schedule", str(exc)) from exc
+    if "timezone" in fields:
+        zone(fields["timezone"])
+    if fields.get("schedule"):
+        trigger(fields["schedule"], fields.get("timezone", "UTC"))
     problem = renderer.digest_template_problem(fields)
     if problem is not None:
         raise Invalid("template", problem)
@@ -58,10 +55,7 @@ def check(fields: dict[str, Any], renderer: TemplateCheck) -> dict[str, Any]:
 
 def reschedule(digest: Digest, now: datetime) -> None:
     """Set when `digest` is next due, after a change of its schedule or state."""
-    try:
-        digest.next_run_at = next_run_of(digest, now)
-    except BadSchedule as exc:
-        raise Invalid("schedule", str(exc)) from exc
+    digest.next_run_at = next_run_of(digest, now)
 
 
 def get(session: Session, digest_id: int) -> Digest:

@@ -8,11 +8,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from mailer.errors import Invalid
 from mailer.models import Digest
 
 
-class BadSchedule(ValueError):
-    """A cron expression or time zone that cannot be used."""
+class BadSchedule(Invalid):
+    """A cron expression or time zone that cannot be used (refused as the schedule)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("schedule", message)
 
 
 def zone(name: str) -> ZoneInfo:

@@ -11,9 +11,8 @@ from sqlmodel import Session
 
 from mailer.api.deps import EditorDep
 from mailer.content import digests
-from mailer.content.schedules import BadSchedule, describe, local_runs, next_runs, run_label
+from mailer.content.schedules import describe, local_runs, next_runs, run_label
 from mailer.delivery import digest_actions, sends
-from mailer.errors import Invalid
 from mailer.http.deps import ServicesDep, SessionDep
 from mailer.models import Digest, MailingList
 from mailer.schemas import (
@@ -74,10 +73,7 @@ def schedule_preview(
     timezone: Annotated[str, Query(max_length=64, description="IANA time zone")] = "UTC",
 ) -> SchedulePreview:
     """The next five run times of `schedule` in `timezone` (422 for a bad one)."""
-    try:
-        runs = local_runs(schedule, timezone, services.clock.now(), 5)
-    except BadSchedule as exc:
-        raise Invalid("schedule", str(exc)) from exc
+    runs = local_runs(schedule, timezone, services.clock.now(), 5)
     return SchedulePreview(
         schedule=" ".join(schedule.split()),
         timezone=timezone,
