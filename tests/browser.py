@@ -3,8 +3,7 @@ a free port, Debian's chromium driven by Playwright, a fresh profile per test th
 the test on any console error or uncaught script error, and signing in to /admin/.
 
 A browser test module sets `settings_overrides` to `{"public_url": app_url}` so links in
-mail point at the live server, and usually runs on SQLite only:
-`pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])`.
+mail point at the live server; like every test by default, it runs on SQLite only.
 """
 
 from __future__ import annotations

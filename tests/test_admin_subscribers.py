@@ -10,6 +10,7 @@ import io
 import re
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mailer.db import session_scope
@@ -137,6 +138,7 @@ def test_the_timeline_shows_each_event_with_the_exact_wording_and_its_version_in
     assert "&lt;offers&gt;" in page.text, "the wording is shown as text, not markup"
 
 
+@pytest.mark.both_databases
 def test_erasing_needs_the_box_ticked_and_leaves_a_history_that_still_verifies(
     signed_in: TestClient, editor: TestClient, smtp: SmtpSink, services: Services
 ) -> None:

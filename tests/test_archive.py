@@ -14,9 +14,6 @@ from mailer.clock import FrozenClock
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, outbox_idle
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 READER = "ada@example.com"
 
 HOSTILE = {

@@ -24,6 +24,9 @@ from mailer.models import (
 from mailer.services import Services
 from tests.test_bounce_reports import reader_with_message as message_to
 
+pytestmark = pytest.mark.both_databases
+"""Suppression inserts (ON CONFLICT) and the soft-bounce count (FILTER): both databases."""
+
 
 @pytest.mark.parametrize(
     ("status", "action", "detail", "kind"),

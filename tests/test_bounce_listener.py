@@ -156,7 +156,6 @@ def test_one_message_to_several_bounce_addresses_is_handled_for_each(
     assert reader_state(services, "b@example.com")[0] == "hard-bounce"
 
 
-@pytest.mark.parametrize("db_kind", ["sqlite"])
 def test_mailer_bounces_serve_listens_until_sigterm(
     services: Services, tmp_path: Path, database_url: str
 ) -> None:

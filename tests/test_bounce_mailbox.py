@@ -220,7 +220,6 @@ def test_a_wrong_password_is_a_clear_error(services: Services, dovecot: Dovecot)
     assert "wrong" not in str(failed.value), "the password is not repeated"
 
 
-@pytest.mark.parametrize("db_kind", ["sqlite"])
 def mailbox_env(database_url: str, dovecot: Dovecot, **extra: str) -> dict[str, str]:
     """The environment of a `mailer` command reading the test's mailbox."""
     return operator_env(

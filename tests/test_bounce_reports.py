@@ -198,6 +198,7 @@ def test_a_bounce_to_a_tampered_tag_changes_nothing(services: Services) -> None:
         assert session.exec(select(BounceEvent)).all() == []
 
 
+@pytest.mark.both_databases
 def test_soft_bounces_of_different_messages_suppress_the_reader_at_the_limit(
     services: Services,
 ) -> None:

@@ -314,6 +314,7 @@ def nothing_written(services: Services) -> bool:
 # ---- Amazon SES via SNS ----------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_signed_ses_hard_bounce_suppresses_the_address(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
@@ -377,6 +378,7 @@ def test_a_transient_bounce_without_a_status_is_soft(
     assert suppression_reason(services, READER) is None
 
 
+@pytest.mark.both_databases
 def test_a_signed_ses_complaint_unsubscribes_suppresses_and_records_consent(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
@@ -580,6 +582,7 @@ def test_a_postmark_hard_bounce_with_the_right_credentials_suppresses(
     assert suppression_reason(services, READER) == "hard-bounce"
 
 
+@pytest.mark.both_databases
 def test_a_postmark_soft_bounce_suppresses_only_after_repeats(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -775,6 +778,7 @@ def mailgun_complaint(email: str) -> dict[str, Any]:
     return {"event": "complained", "recipient": email, "id": f"complaint-{email}"}
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "captured, forged",
     [
@@ -812,6 +816,7 @@ def test_a_mailgun_signature_used_again_on_another_event_is_409_and_changes_noth
     assert actions(services, OTHER_READER) == other_actions
 
 
+@pytest.mark.both_databases
 def test_the_same_mailgun_notification_again_is_answered_200_and_changes_nothing(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -837,6 +842,7 @@ def test_the_same_mailgun_notification_again_is_answered_200_and_changes_nothing
     assert actions(services, READER) == reader_actions
 
 
+@pytest.mark.both_databases
 def test_a_mailgun_retry_of_an_event_with_a_new_signature_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -851,6 +857,7 @@ def test_a_mailgun_retry_of_an_event_with_a_new_signature_is_acted_on_once(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_used_tokens_are_purged_once_their_signatures_have_expired(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -869,6 +876,7 @@ def test_used_tokens_are_purged_once_their_signatures_have_expired(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_two_processes_taking_one_notification_at_once_act_on_it_once(
     client: TestClient, services: Services, clock: FrozenClock, settings: config.Settings
 ) -> None:
@@ -898,6 +906,7 @@ def test_two_processes_taking_one_notification_at_once_act_on_it_once(
     assert actions(services, READER).count(ConsentAction.unsubscribed) == 1
 
 
+@pytest.mark.both_databases
 def test_the_same_ses_notification_again_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
@@ -914,6 +923,7 @@ def test_the_same_ses_notification_again_is_acted_on_once(
     assert suppression_reason(services, READER) is None
 
 
+@pytest.mark.both_databases
 def test_another_ses_message_under_a_used_message_id_is_409(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
@@ -929,6 +939,7 @@ def test_another_ses_message_under_a_used_message_id_is_409(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_the_same_postmark_record_again_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -957,6 +968,7 @@ def test_the_same_postmark_record_again_is_acted_on_once(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "changed",
     [{"Email": OTHER_READER}, {"Type": "HardBounce", "Email": OTHER_READER}],

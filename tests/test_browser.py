@@ -24,8 +24,6 @@ from mailer.tokens import Purpose
 from tests.browser import Console
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
 READER = "reader@example.com"
 HEADING = "Sign up to receive our latest news!"
 CONSENT = "By submitting this form, I agree to the terms."

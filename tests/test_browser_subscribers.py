@@ -12,8 +12,6 @@ from playwright.sync_api import Page, expect
 from tests.conftest import SmtpSink
 from tests.test_browser import READER, confirmed_reader, lookup
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
 WORDING = 'Yes, send me the "Morning Brief" & other news by email. I can leave at any time.'
 
 

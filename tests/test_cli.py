@@ -29,6 +29,9 @@ from mailer.services import Services, build
 from mailer.tokens import Purpose
 from tests.conftest import PG_ADMIN, SECRET, _pg_reachable, _pg_url, count_rows, free_port
 
+pytestmark = pytest.mark.both_databases
+"""Migrations, imports (bulk inserts) and exports from the command line: both databases."""
+
 _SCRIPT = Path(sys.executable).with_name("mailer")
 MAILER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mailer.cli"]
 READER = "reader@example.com"

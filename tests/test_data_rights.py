@@ -27,6 +27,9 @@ from mailer.subscriptions import suppression
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in, outbox_idle
 from tests.test_cli import MAILER, mailer, operator_env
 
+pytestmark = pytest.mark.both_databases
+"""Erasure, the ledger's guard and imports (bulk inserts): both databases."""
+
 READER = "rita.reader@example.com"
 READER_NAME = "Rita Reader"
 ARTICLE = "https://news.example.com/2026/11/a-story"

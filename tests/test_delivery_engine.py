@@ -28,6 +28,9 @@ from mailer.models import MailingList, OutboxMessage, Subscriber, Subscription
 from mailer.services import Services, build
 from tests.conftest import SmtpSink, outbox_idle
 
+pytestmark = pytest.mark.both_databases
+"""Outbox claims, leases and the live senders' table: both databases."""
+
 
 @pytest.fixture
 def clock() -> SystemClock:  # type: ignore[override]

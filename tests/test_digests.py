@@ -84,6 +84,7 @@ def digests_received(smtp: SmtpSink) -> list[EmailMessage]:
     return [m.message for m in smtp.messages if "List-Id" in m.message]
 
 
+@pytest.mark.both_databases
 def test_articles_are_created_once_and_updated_by_url(
     editor: TestClient, clock: FrozenClock
 ) -> None:
@@ -109,6 +110,7 @@ def test_articles_are_created_once_and_updated_by_url(
     assert bad.status_code == 422
 
 
+@pytest.mark.both_databases
 def test_a_digest_goes_to_every_confirmed_reader_and_one_click_unsubscribes(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -189,6 +191,7 @@ def test_a_digest_goes_to_every_confirmed_reader_and_one_click_unsubscribes(
     assert editor.get(f"/api/v1/sends/{third['id']}").json()["status"] == "skipped"
 
 
+@pytest.mark.both_databases
 def test_a_reader_who_leaves_after_the_send_starts_gets_nothing(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -342,6 +345,7 @@ def test_the_digest_lists_its_next_five_runs(editor: TestClient) -> None:
     assert first.astimezone(ZoneInfo("Europe/Berlin")).hour == 7
 
 
+@pytest.mark.both_databases
 def test_a_run_missed_while_down_is_sent_once_on_start(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -362,6 +366,7 @@ def test_a_run_missed_while_down_is_sent_once_on_start(
     assert len(digests_received(smtp)) == 1
 
 
+@pytest.mark.both_databases
 def test_two_schedulers_on_one_database_send_a_due_digest_once(
     editor: TestClient,
     services: Services,
@@ -394,6 +399,7 @@ def test_two_schedulers_on_one_database_send_a_due_digest_once(
     assert sorted(m["To"] for m in digests_received(smtp)) == sorted(READERS)
 
 
+@pytest.mark.both_databases
 def test_two_sends_of_a_digest_at_the_same_instant_start_one_and_refuse_the_other(
     editor: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -464,6 +470,7 @@ def test_the_public_archive_shows_past_digests_without_personal_parts(
     assert client.get("/archive/news/99999").status_code == 404
 
 
+@pytest.mark.both_databases
 def test_a_one_off_digest_goes_out_once_at_its_time(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -484,6 +491,7 @@ def test_a_one_off_digest_goes_out_once_at_its_time(
     smtp.wait_for(2)
 
 
+@pytest.mark.both_databases
 def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
     editor: TestClient, clock: FrozenClock
 ) -> None:
@@ -498,6 +506,7 @@ def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
     assert disabled.json()["enabled"] is False and disabled.json()["next_run_at"] is None
 
 
+@pytest.mark.both_databases
 def test_readers_who_chose_topics_get_only_those(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -555,6 +564,7 @@ def wait_until_retrying(services: Services, send_id: int, count: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.both_databases
 def test_a_paused_send_holds_its_mail_until_resumed_and_cancel_drops_the_rest(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:

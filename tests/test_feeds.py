@@ -121,6 +121,7 @@ def test_an_rss_feed_becomes_articles_with_mapped_topics(
     assert stored["https://news.example.com/health/flu"]["topics"] == ["health", "homepage"]
 
 
+@pytest.mark.both_databases
 def test_polling_again_updates_and_never_duplicates(
     editor: TestClient, services: Services, feed_server: FeedServer
 ) -> None:

@@ -20,6 +20,9 @@ from mailer.services import Services
 from mailer.subscriptions.ledger import event_hash, personal_digest
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
 
+pytestmark = pytest.mark.both_databases
+"""The ledger's append-only guard is a trigger per dialect: both databases."""
+
 READER = "reader@example.com"
 ARTICLE = "https://news.example.com/2026/11/a-story"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"

@@ -24,6 +24,9 @@ from mailer.models import OutboxMessage
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, outbox_idle
 
+pytestmark = pytest.mark.both_databases
+"""Outbox claims, retries and leases (SKIP LOCKED): both databases."""
+
 READER = "reader@example.com"
 
 

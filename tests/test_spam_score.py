@@ -17,8 +17,6 @@ from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, outbox_idle
 from tests.test_dkim import keygen
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
 SPAMASSASSIN = Path("/usr/bin/spamassassin")
 MAX_SCORE = 2.0
 SITE = "https://www.example-news.com"

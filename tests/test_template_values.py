@@ -15,9 +15,6 @@ from mailer.models import Article, Digest, MailingList, Send
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, one_article, outbox_idle, store_template
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 WRITERS = [
     "{{ list.sqlmodel_update({'name': 'Hacked'}) }}",
     "{{ digest.sqlmodel_update({'name': 'Hacked'}) }}",

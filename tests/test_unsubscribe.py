@@ -97,6 +97,7 @@ def one_click(client: TestClient, path: str, encoding: str = "urlencoded") -> An
 # ---- one-click -------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
 def test_one_click_unsubscribes_at_once_with_a_plain_200(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, encoding: str
@@ -131,6 +132,7 @@ def test_one_click_is_idempotent(
     assert statuses(lookup()) == {"news": "unsubscribed"}
 
 
+@pytest.mark.both_databases
 def test_leaving_is_recorded_with_the_ip_and_user_agent(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, clock: FrozenClock
 ) -> None:
@@ -162,6 +164,7 @@ def test_a_get_never_unsubscribes(
     assert count_rows(services, ConsentEvent) == events
 
 
+@pytest.mark.both_databases
 def test_a_token_for_one_list_leaves_that_list_only(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
@@ -188,6 +191,7 @@ def test_a_token_for_a_list_never_joined_changes_nothing(
     assert count_rows(services, ConsentEvent) == events
 
 
+@pytest.mark.both_databases
 def test_leaving_while_pending_voids_the_confirm_link(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup
 ) -> None:
@@ -224,6 +228,7 @@ def test_the_preference_centre_shows_each_list_ticked_as_subscribed(
     assert "(unsubscribed)" in page
 
 
+@pytest.mark.both_databases
 def test_unticked_lists_are_left_at_once(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
@@ -255,6 +260,7 @@ def test_unticking_every_list_leaves_them_all(
     assert lookup()["consent_events"][-1]["lists"] == ["news", "sport"]
 
 
+@pytest.mark.both_databases
 def test_ticking_a_list_the_reader_left_asks_for_a_new_confirmation(
     client: TestClient,
     services: Services,

@@ -200,6 +200,7 @@ def emit_ping_like(services: Services, event: WebhookEvent, data: dict[str, Any]
 # ---- events from the readers' side -----------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_signup_confirm_and_unsubscribe_reach_the_endpoint_in_order_and_signed(
     editor: TestClient,
     services: Services,
@@ -275,6 +276,7 @@ def test_an_endpoint_not_subscribed_to_an_event_gets_nothing(
         other.stop()
 
 
+@pytest.mark.both_databases
 def test_a_disabled_endpoint_gets_no_events_and_its_queue_waits(
     editor: TestClient, receiver: Receiver
 ) -> None:
@@ -297,6 +299,7 @@ def test_a_disabled_endpoint_gets_no_events_and_its_queue_waits(
 # ---- sends ----------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_send_reports_started_and_finished_with_its_counts(
     editor: TestClient, smtp: SmtpSink, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -339,6 +342,7 @@ def test_a_send_reports_started_and_finished_with_its_counts(
 # ---- failures and retries ---------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_endpoint_failing_twice_gets_the_event_on_the_third_try(
     editor: TestClient, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -374,6 +378,7 @@ def test_an_endpoint_failing_twice_gets_the_event_on_the_third_try(
     assert [(h["id"], h["delivered"], h["pending"]) for h in listed] == [(hook["id"], 1, 0)]
 
 
+@pytest.mark.both_databases
 def test_an_endpoint_that_is_down_is_retried_with_growing_waits_then_given_up(
     services: Services, clock: FrozenClock
 ) -> None:
@@ -447,6 +452,7 @@ def test_redirects_are_not_followed(
     assert len(receiver.requests) == 1
 
 
+@pytest.mark.both_databases
 def test_queued_events_survive_a_restart(
     settings: config.Settings, services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -466,6 +472,7 @@ def test_queued_events_survive_a_restart(
     assert endpoint.id is not None
 
 
+@pytest.mark.both_databases
 def test_a_rolled_back_change_queues_no_event(services: Services, receiver: Receiver) -> None:
     add_endpoint(services, receiver.url, ["subscriber.created"])
     with pytest.raises(RuntimeError), session_scope(services.engine) as session:
@@ -524,6 +531,7 @@ def test_a_bad_change_is_refused_and_changes_nothing(
     assert editor.get("/api/v1/webhooks/999/deliveries").status_code == 404
 
 
+@pytest.mark.both_databases
 def test_endpoints_are_changed_and_deleted_with_their_deliveries(
     editor: TestClient, services: Services, receiver: Receiver
 ) -> None:
@@ -680,6 +688,7 @@ def test_an_https_endpoint_with_its_own_certificate_is_trusted_through_ca_file(
 # ---- the command line -----------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_webhooks_list_shows_endpoints_with_pending_and_failed_counts(
     services: Services, database_url: str, tmp_path: Path
 ) -> None:
@@ -723,6 +732,7 @@ def test_webhooks_list_shows_endpoints_with_pending_and_failed_counts(
 # ---- several workers, imports ---------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_delivery_held_by_a_worker_that_died_is_taken_over_when_its_lease_ends(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -758,6 +768,7 @@ def test_two_workers_on_postgresql_never_claim_the_same_delivery(
     assert not first_ids & second_ids
 
 
+@pytest.mark.both_databases
 def test_an_import_reports_each_new_reader(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -777,6 +788,7 @@ def test_an_import_reports_each_new_reader(
 # ---- personal data ----------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
     editor: TestClient,
     services: Services,
@@ -809,6 +821,7 @@ def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
     assert verified(retried, hook["secret"], clock), "signed as sent, after the rewrite"
 
 
+@pytest.mark.both_databases
 def test_old_deliveries_are_purged_but_pending_ones_stay(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
