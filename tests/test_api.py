@@ -18,16 +18,9 @@ from mailer.db import session_scope
 from mailer.models import ApiKey, Form, MailingList
 from mailer.services import Services, build
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in
+from tests.factories import ARTICLE, BROWSER, READER, sign_up
 
-READER = "reader@example.com"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 DEFAULT_WORDING = "By submitting this form, I agree to the terms."
-
-
-def sign_up(client: TestClient, email: str = READER, **fields: Any) -> Any:
-    body = {"email": email, "source_url": ARTICLE, **fields}
-    return client.post("/subscribe", json=body, headers={"User-Agent": BROWSER})
 
 
 def find(editor: TestClient, email: str = READER) -> list[dict[str, Any]]:

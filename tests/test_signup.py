@@ -10,15 +10,7 @@ from mailer.models import ConsentEvent, OutboxMessage, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
-
-READER = "reader@example.com"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
-
-
-def sign_up(client: TestClient, email: str = READER, **fields: object) -> object:
-    body = {"email": email, "form": "default", "source_url": ARTICLE, **fields}
-    return client.post("/subscribe", json=body, headers={"User-Agent": BROWSER})
+from tests.factories import ARTICLE, BROWSER, READER, sign_up
 
 
 def lookup(editor: TestClient, email: str = READER) -> dict:
