@@ -56,7 +56,7 @@ from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services, build
 
-pytest_plugins = ["tests.admin", "tests.browser"]
+pytest_plugins = ["tests.admin", "tests.bounces", "tests.browser", "tests.peers"]
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)

@@ -17,8 +17,8 @@ from mailer.models import User, WebSession
 from mailer.scheduling import purge_job
 from mailer.services import Services
 from tests.admin import EDITOR, PASSWORD, csrf_of, sign_in
+from tests.commands import assert_clear_refusal, mailer, operator_env
 from tests.conftest import SECRET
-from tests.test_cli import assert_clear_refusal, mailer, operator_env
 
 
 def test_the_command_creates_an_account_with_a_generated_password(

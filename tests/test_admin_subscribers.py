@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 from mailer.services import Services
 from tests.admin import csrf_of
 from tests.conftest import SmtpSink
-from tests.factories import BROWSER, READER, confirmed_reader_id, sign_up
-from tests.test_api import DEFAULT_WORDING, find
+from tests.factories import BROWSER, DEFAULT_WORDING, READER, confirmed_reader_id, find, sign_up
 
 SPORT_WORDING = 'Yes, send me "Sport Weekly" & its <offers>.'
 

@@ -18,15 +18,7 @@ from mailer.db import session_scope
 from mailer.models import ApiKey, Form, MailingList
 from mailer.services import Services, build
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in
-from tests.factories import ARTICLE, BROWSER, READER, sign_up
-
-DEFAULT_WORDING = "By submitting this form, I agree to the terms."
-
-
-def find(editor: TestClient, email: str = READER) -> list[dict[str, Any]]:
-    answer = editor.get("/api/v1/subscribers", params={"email": email})
-    assert answer.status_code == 200
-    return list(answer.json())
+from tests.factories import ARTICLE, BROWSER, DEFAULT_WORDING, READER, find, sign_up
 
 
 def create_sport(editor: TestClient) -> None:

@@ -26,9 +26,9 @@ from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxError, MailboxPoller
 from mailer.config import BounceSettings
 from mailer.services import Services
+from tests.bounces import intake_for, reader_state, reader_with_message, sample
+from tests.commands import MAILER, operator_env
 from tests.conftest import SECRET, free_port
-from tests.test_bounce_reports import intake_for, reader_state, reader_with_message, sample
-from tests.test_cli import MAILER, operator_env
 
 DOVECOT = Path("/usr/sbin/dovecot")
 USER, PASSWORD = "bounces", "mailbox-password-for-tests"

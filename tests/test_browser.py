@@ -21,11 +21,10 @@ from mailer.db import session_scope
 from mailer.models import ConsentEvent, OutboxMessage, Subscriber, UserRole
 from mailer.services import Services
 from mailer.tokens import Purpose
-from tests.browser import Console
+from tests.browser import Console, confirmed_on_news, lookup
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
-from tests.factories import confirmed_reader
+from tests.factories import READER, confirmed_reader
 
-READER = "reader@example.com"
 HEADING = "Sign up to receive our latest news!"
 CONSENT = "By submitting this form, I agree to the terms."
 
@@ -89,13 +88,6 @@ def article_url(live_app: str) -> Iterator[str]:
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def lookup(api: httpx.Client, email: str = READER) -> dict[str, Any]:
-    found = api.get("/api/v1/subscribers", params={"email": email})
-    assert found.status_code == 200, found.text
-    [subscriber] = found.json()
-    return dict(subscriber)
-
-
 def statuses(api: httpx.Client, email: str = READER) -> dict[str, str]:
     return {item["slug"]: item["status"] for item in lookup(api, email)["lists"]}
 
@@ -103,15 +95,6 @@ def statuses(api: httpx.Client, email: str = READER) -> dict[str, str]:
 def confirm_url_in(smtp: SmtpSink, live_app: str, count: int = 1) -> str:
     mail = smtp.wait_for(count)[count - 1]
     return live_app + link_in(mail.message, "/confirm/", base=live_app)
-
-
-def confirmed_on_news(api: httpx.Client, smtp: SmtpSink) -> dict[str, Any]:
-    """A reader signed up and confirmed over plain HTTP (not the subject under test), as
-    the editors' API shows them."""
-    confirmed_reader(api, smtp, READER)
-    reader = lookup(api)
-    assert {item["slug"]: item["status"] for item in reader["lists"]} == {"news": "confirmed"}
-    return reader
 
 
 def nothing_written(services: Services, smtp: SmtpSink) -> None:

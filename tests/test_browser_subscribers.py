@@ -9,8 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import confirmed_on_news, lookup
 from tests.conftest import SmtpSink
-from tests.test_browser import READER, confirmed_on_news, lookup
+from tests.factories import READER
 
 WORDING = 'Yes, send me the "Morning Brief" & other news by email. I can leave at any time.'
 

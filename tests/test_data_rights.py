@@ -24,9 +24,9 @@ from mailer.models import (
 )
 from mailer.services import Services
 from mailer.subscriptions import suppression
+from tests.commands import MAILER, mailer, operator_env
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in, outbox_idle
 from tests.factories import ARTICLE, BROWSER, signed_up
-from tests.test_cli import MAILER, mailer, operator_env
 
 pytestmark = pytest.mark.both_databases
 """Erasure, the ledger's guard and imports (bulk inserts): both databases."""

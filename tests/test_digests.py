@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from mailer import config
 from mailer.clock import FrozenClock
@@ -23,61 +22,14 @@ from mailer.scheduling import next_runs, run_due_digests
 from mailer.services import Services, build
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
-
-READERS = ["ada@example.com", "ben@example.org"]
-
-
-def confirm_readers(editor: TestClient, smtp: SmtpSink, addresses: list[str]) -> None:
-    for address in addresses:
-        before = len(smtp.messages)
-        editor.post("/subscribe", json={"email": address})
-        mail = smtp.wait_for(before + 1)[-1]
-        assert editor.post(link_in(mail.message, "/confirm/")).status_code == 200
-
-
-def article(
-    editor: TestClient,
-    clock: FrozenClock,
-    n: int,
-    topics: list[str],
-    title: str | None = None,
-    hours_ago: float = 1,
-) -> dict[str, Any]:
-    answer = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": f"https://news.example.com/story-{n}",
-            "title": title or f"Story {n}",
-            "summary": f"What happened in story {n}.",
-            "topics": topics,
-            "published_at": (clock.now() - timedelta(hours=hours_ago)).isoformat(),
-        },
-    )
-    assert answer.status_code in (200, 201), answer.text
-    return dict(answer.json())
-
-
-def morning_brief(editor: TestClient, **extra: Any) -> dict[str, Any]:
-    answer = editor.post(
-        "/api/v1/digests",
-        json={
-            "list": "news",
-            "name": "Morning Brief",
-            "schedule": "0 7 * * mon-fri",
-            "timezone": "Europe/Berlin",
-            "topics": ["world", "health"],
-            "max_articles": 8,
-            **extra,
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-def send_now(editor: TestClient, digest_id: int) -> dict[str, Any]:
-    answer = editor.post(f"/api/v1/digests/{digest_id}/send")
-    assert answer.status_code == 202, answer.text
-    return dict(answer.json())
+from tests.factories import (
+    READERS,
+    article,
+    confirm_readers,
+    morning_brief,
+    send_now,
+    wait_until_retrying,
+)
 
 
 def digests_received(smtp: SmtpSink) -> list[EmailMessage]:
@@ -544,24 +496,6 @@ def test_readers_who_chose_topics_get_only_those(
     assert everything.status_code == 200
     [ada] = editor.get("/api/v1/subscribers", params={"email": READERS[0]}).json()
     assert ada["consent_events"][-1]["consent_text"] == "topics: all"
-
-
-def wait_until_retrying(services: Services, send_id: int, count: int) -> None:
-    """Until `count` rows of the send have failed once and wait for their retry."""
-    deadline = time.monotonic() + 10
-    while True:
-        with services.engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM outbox WHERE send_id = :s AND status = 'queued' "
-                    "AND attempts >= 1"
-                ),
-                {"s": send_id},
-            ).scalar_one()
-        if waiting >= count:
-            return
-        assert time.monotonic() < deadline, "the send's rows were not tried"
-        time.sleep(0.02)
 
 
 @pytest.mark.both_databases

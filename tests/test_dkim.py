@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +24,11 @@ from mailer.cli import app
 from mailer.clock import FrozenClock
 from mailer.delivery.dkim import DkimSigner, _rsa_sign_with_openssl
 from mailer.services import Services, build
+from tests.commands import DOMAIN, PublishedKey, assert_clear_refusal, keygen, mailer, operator_env
 from tests.conftest import SECRET, SmtpSink, outbox_idle
-from tests.test_cli import assert_clear_refusal, mailer, operator_env
-from tests.test_digests import article, confirm_readers, morning_brief, send_now
+from tests.factories import article, confirm_readers, morning_brief, send_now
 
-DOMAIN = "example.org"
 READER = "ada@example.com"
-
-
-@dataclass
-class PublishedKey:
-    path: Path
-    selector: str
-    record_name: str
-    txt_value: str
-    output: str
-
-
-def keygen(directory: Path, selector: str, *extra: str) -> PublishedKey:
-    """Run `mailer dkim keygen` and read the record it asks to publish from its output."""
-    path = directory / f"{selector}.pem"
-    result = CliRunner().invoke(
-        app,
-        ["dkim", "keygen", "--selector", selector, "--domain", DOMAIN, "--out", str(path), *extra],
-    )
-    assert result.exit_code == 0, result.output
-    name = re.search(r"^  name:\s+(\S+)$", result.stdout, re.MULTILINE)
-    value = re.search(r"^  value:\s+(.+)$", result.stdout, re.MULTILINE)
-    assert name and value, result.stdout
-    strings = re.findall(r'"([^"]*)"', value.group(1))
-    assert all(len(string) <= 255 for string in strings)
-    return PublishedKey(path, selector, name.group(1), "".join(strings), result.stdout)
 
 
 class DnsStub:

@@ -24,9 +24,9 @@ from mailer.models import Form, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose, Signer
 from tests.admin import csrf_of
+from tests.commands import MAILER, operator_env
 from tests.conftest import SECRET, SmtpSink, free_port, link_in, one_article, outbox_idle
 from tests.factories import signed_up
-from tests.test_cli import MAILER, operator_env
 
 READER = "careful.reader@example.com"
 REFUSED = "gone.reader@example.com"

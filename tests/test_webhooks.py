@@ -11,12 +11,8 @@ import json
 import ssl
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,7 @@ from mailer.subscriptions import transfer
 from mailer.tokens import Purpose
 from mailer.webhooks import endpoints, events, queue, signing
 from tests.conftest import SECRET, SmtpSink, count_rows, free_port, link_in
+from tests.peers import Receiver, Request
 
 READER = "reader@example.com"
 RETRY_BASE = 60.0
@@ -44,81 +41,6 @@ SUBSCRIBER_EVENTS = ["subscriber.created", "subscriber.confirmed", "subscriber.u
 
 
 # ---- a real endpoint on loopback -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return dict(json.loads(self.body))
-
-    @property
-    def event(self) -> str:
-        return self.headers["x-mailer-event"]
-
-
-class Receiver:
-    """An HTTP server that records every POST; `replies` are the status codes of the next
-    answers (200 once they run out)."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.requests: list[Request] = []
-        self.replies: deque[int] = deque()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    headers = {name.lower(): value for name, value in self.headers.items()}
-                    receiver.requests.append(Request(self.path, headers, body))
-                    status = receiver.replies.popleft() if receiver.replies else 200
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "https://elsewhere.example/")
-                answer = b"ok" if status < 300 else b"something broke " * 100
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/hooks/mailer"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Request]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
