@@ -26,13 +26,11 @@ that has none.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +53,7 @@ from mailer.api.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services, build
+from tests.databases import PgDatabases
 
 pytest_plugins = ["tests.admin", "tests.bounces", "tests.browser", "tests.peers"]
 
@@ -232,6 +231,14 @@ def pg_template() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pg_databases(pg_template: str) -> Iterator[PgDatabases]:
+    """Fresh copies of the template, made and dropped in the background."""
+    databases = PgDatabases(PG_ADMIN, pg_template)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "mailer.db"
     settings = config.load(database={"url": f"sqlite:///{path}"}, secret_key=SECRET)
@@ -239,9 +246,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db.upgrade(engine)
     engine.dispose()
     return path
-
-
-_counter = itertools.count()
 
 
 @pytest.fixture
@@ -279,13 +283,10 @@ def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -
         shutil.copy(template, path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("pg_template")
-    name = f"mailer_t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    name = databases.take()
     yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases.give_back(name)
 
 
 # ---- the app -------------------------------------------------------------------------
