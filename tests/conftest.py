@@ -14,8 +14,8 @@ depends on how the database locks, orders or compares:
   signup, suppression, provider notification replays, imports (bulk inserts);
 - migrations, the consent ledger's triggers (append-only guard) and hash chain,
   erasure;
-- queries that group or compare by time (stats, the dashboard, `since` filters),
-  aggregate `FILTER`s, JSON stored as text;
+- queries that group or compare by time (stats, the dashboard, `since` filters, expiry
+  and purges), aggregate `FILTER`s, JSON stored as text;
 - the database going away (outage).
 
 Request parsing, validation answers, pages, headers, tokens, templates, the browser

@@ -209,6 +209,7 @@ def test_a_disabled_account_cannot_sign_in_and_loses_its_sessions(
     assert sign_in(client).status_code == 401
 
 
+@pytest.mark.both_databases
 def test_the_purge_drops_sign_ins_that_ended_or_expired_and_keeps_live_ones(
     client: TestClient, services: Services, editor_account: None
 ) -> None:

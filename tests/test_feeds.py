@@ -139,6 +139,7 @@ def test_feeds_need_an_http_url_and_are_unique(editor: TestClient) -> None:
     assert editor.post("/api/v1/feeds/999/poll").status_code == 404
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "settings_overrides",
     [

@@ -173,6 +173,7 @@ def test_unsubscribed_reader_returns_only_through_a_new_confirmation(
     assert subscriber["consent_events"][-1]["action"] == "resubscribed"
 
 
+@pytest.mark.both_databases
 def test_confirm_link_expires(
     client: TestClient, editor: TestClient, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
