@@ -29,9 +29,6 @@ from mailer.services import Services, build
 from tests.conftest import SmtpSink, outbox_idle
 from tests.factories import add_readers, send_digest, wait_attempts, wait_done
 
-pytestmark = pytest.mark.both_databases
-"""Outbox claims, leases and the live senders' table: both databases."""
-
 
 @pytest.fixture
 def clock() -> SystemClock:  # type: ignore[override]
@@ -195,6 +192,7 @@ def test_the_slow_down_halves_the_rate_and_recovers_step_by_step() -> None:
     assert throttle.rate() == 100, "back to the configured rate, no further"
 
 
+@pytest.mark.both_databases
 def test_the_limits_are_divided_among_live_senders(services: Services) -> None:
     settings = services.settings.model_copy(
         update={
@@ -253,6 +251,7 @@ def test_one_message_at_a_time_per_recipient_domain(
 # ---- outcomes ---------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_address_that_does_not_exist_is_suppressed_for_every_later_send(
     editor: TestClient, services: Services, smtp: SmtpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -303,6 +302,7 @@ def test_json_log_lines_carry_the_fields_and_no_addresses() -> None:
     )
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "settings_overrides", [{"sender": {"max_age_hours": 1, "retry_base_seconds": 60}}]
 )
@@ -334,6 +334,7 @@ def test_a_message_older_than_the_maximum_age_is_given_up_instead_of_retried(
     ]
 
 
+@pytest.mark.both_databases
 def test_the_messages_of_a_send_are_paged_and_need_a_key(
     editor: TestClient, client: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
@@ -368,6 +369,7 @@ def test_each_message_goes_out_from_its_own_signed_bounce_address(
     assert len(senders) == 3, "one bounce address per message"
 
 
+@pytest.mark.both_databases
 def test_a_suppressed_address_stays_suppressed_after_erasure_and_a_new_signup(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
@@ -400,6 +402,7 @@ def test_a_non_ascii_mailbox_goes_out_with_smtputf8_when_the_relay_offers_it(
     assert len(smtp.to("jürgen@example.com")) == 1
 
 
+@pytest.mark.both_databases
 def test_a_paused_send_does_not_hold_up_other_mail(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:

@@ -25,10 +25,6 @@ from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, outbox_idle
 from tests.factories import READER, signed_up
 
-pytestmark = pytest.mark.both_databases
-"""Outbox claims, retries and leases (SKIP LOCKED): both databases."""
-
-
 
 @dataclass
 class Row:
@@ -69,6 +65,7 @@ def settle() -> None:
 # ---- outcomes -------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_451_keeps_the_mail_queued_and_it_arrives_once_after_the_backoff(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -94,6 +91,7 @@ def test_a_451_keeps_the_mail_queued_and_it_arrives_once_after_the_backoff(
     assert len(smtp.to(READER)) == 1, "delivered exactly once"
 
 
+@pytest.mark.both_databases
 def test_each_temporary_refusal_doubles_the_wait(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -113,6 +111,7 @@ def test_each_temporary_refusal_doubles_the_wait(
     assert smtp.messages == []
 
 
+@pytest.mark.both_databases
 def test_a_550_fails_the_mail_for_good_and_keeps_the_reply(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -130,6 +129,7 @@ def test_a_550_fails_the_mail_for_good_and_keeps_the_reply(
     assert smtp.messages == []
 
 
+@pytest.mark.both_databases
 def test_a_relay_that_is_down_defers_the_mail_without_losing_it(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
