@@ -1,10 +1,10 @@
 """Browser-test fixtures, loaded as a pytest plugin by conftest: the app under uvicorn on
 a free port, Debian's chromium driven by Playwright, a fresh profile per test that fails
-the test on any console error or uncaught script error, and signing in to /admin/.
+the test on any console error or uncaught script error, signing in to /admin/, and a
+reader confirmed over plain HTTP for a page to show.
 
 A browser test module sets `settings_overrides` to `{"public_url": app_url}` so links in
-mail point at the live server, and usually runs on SQLite only:
-`pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])`.
+mail point at the live server; like every test by default, it runs on SQLite only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,8 @@ from mailer.app import create_app
 from mailer.db import session_scope
 from mailer.models import UserRole
 from mailer.services import Services
-from tests.conftest import free_port
+from tests.conftest import SmtpSink, free_port
+from tests.factories import READER, confirmed_reader
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -162,3 +164,20 @@ def admin_page(page: Page, live_app: str, services: Services) -> Page:
     """A browser signed in to /admin/ as an administrator."""
     sign_in(page, live_app, create_user(services, "chief@example.org", UserRole.admin))
     return page
+
+
+def lookup(api: httpx.Client, email: str = READER) -> dict[str, Any]:
+    """The subscriber as the editors' API of the live app shows them."""
+    found = api.get("/api/v1/subscribers", params={"email": email})
+    assert found.status_code == 200, found.text
+    [subscriber] = found.json()
+    return dict(subscriber)
+
+
+def confirmed_on_news(api: httpx.Client, smtp: SmtpSink) -> dict[str, Any]:
+    """A reader signed up and confirmed over plain HTTP (not the subject under test), as
+    the editors' API shows them."""
+    confirmed_reader(api, smtp, READER)
+    reader = lookup(api)
+    assert {item["slug"]: item["status"] for item in reader["lists"]} == {"news": "confirmed"}
+    return reader

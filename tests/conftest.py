@@ -1,19 +1,36 @@
 """Shared fixtures: a real SMTP server (aiosmtpd), real SQLite files and a real PostgreSQL.
 
-Every app-level test runs twice, on SQLite and on PostgreSQL (`db_kind`). PostgreSQL
-must be reachable: the tests fail, not skip, when it is not, unless
-MAILER_TEST_POSTGRES=skip is set on a machine that has none.
+An app-level test (one that asks for a database through `db_kind`, `database_url`,
+`services`, `client`...) runs on SQLite. It runs on PostgreSQL too when it is marked
+`@pytest.mark.both_databases` (a module opts in whole with `pytestmark`), and on
+PostgreSQL only with `@pytest.mark.parametrize("db_kind", ["postgresql"])`.
+
+A test must opt in to PostgreSQL when the SQL on its path differs by dialect or
+depends on how the database locks, orders or compares:
+
+- claims and leases (`FOR UPDATE SKIP LOCKED`): the outbox, batches, webhook
+  deliveries, scheduling (two schedulers, two sends at once), workers;
+- row locks and unique-constraint races (`FOR UPDATE`, `ON CONFLICT DO NOTHING`):
+  signup, suppression, provider notification replays, imports (bulk inserts);
+- migrations, the consent ledger's triggers (append-only guard) and hash chain,
+  erasure;
+- queries that group or compare by time (stats, the dashboard, `since` filters, expiry
+  and purges), aggregate `FILTER`s, JSON stored as text;
+- the database going away (outage).
+
+Request parsing, validation answers, pages, headers, tokens, templates, the browser
+and admin page rendering run on SQLite only. PostgreSQL must be reachable: the tests
+fail, not skip, when it is not, unless MAILER_TEST_POSTGRES=skip is set on a machine
+that has none.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,8 +53,9 @@ from mailer.app import create_app
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.services import Services, build
+from tests.databases import PgDatabases
 
-pytest_plugins = ["tests.admin", "tests.browser"]
+pytest_plugins = ["tests.admin", "tests.bounces", "tests.browser", "tests.peers"]
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
@@ -213,6 +231,14 @@ def pg_template() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pg_databases(pg_template: str) -> Iterator[PgDatabases]:
+    """Fresh copies of the template, made and dropped in the background."""
+    databases = PgDatabases(PG_ADMIN, pg_template)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "mailer.db"
     settings = config.load(database={"url": f"sqlite:///{path}"}, secret_key=SECRET)
@@ -222,28 +248,30 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-_counter = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
 def db_kind(request: pytest.FixtureRequest) -> str:
+    """"sqlite" or "postgresql", as pytest_generate_tests chose for this test."""
     return str(request.param)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A module whose behaviour does not depend on the database (request parsing, address
-    checks, rendering) sets `DATABASES = ["sqlite"]`: its tests run on those only."""
-    kept, dropped = [], []
-    for item in items:
-        only = getattr(getattr(item, "module", None), "DATABASES", None)
-        callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("db_kind") if callspec is not None else None
-        (dropped if only is not None and kind is not None and kind not in only else kept).append(
-            item
-        )
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+def _parametrizes_db_kind(metafunc: pytest.Metafunc) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "db_kind" in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """SQLite for every test on a database; PostgreSQL too for those marked
+    `both_databases` (see the module docstring). An explicit parametrization of `db_kind`
+    is left alone."""
+    if "db_kind" not in metafunc.fixturenames or _parametrizes_db_kind(metafunc):
+        return
+    both = metafunc.definition.get_closest_marker("both_databases") is not None
+    metafunc.parametrize("db_kind", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -255,13 +283,10 @@ def database_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -
         shutil.copy(template, path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("pg_template")
-    name = f"mailer_t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    name = databases.take()
     yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases.give_back(name)
 
 
 # ---- the app -------------------------------------------------------------------------

@@ -32,6 +32,9 @@ from mailer.subscriptions import leaving, ledger
 from mailer.subscriptions.addresses import address_digest
 from tests.conftest import PG_ADMIN, SECRET, _pg_url
 
+pytestmark = pytest.mark.both_databases
+"""Migrations run dialect-specific DDL: both databases."""
+
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 

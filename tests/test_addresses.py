@@ -20,6 +20,9 @@ from mailer.subscriptions.addresses import (
 )
 from tests.conftest import SmtpSink, count_rows, outbox_idle
 
+pytestmark = pytest.mark.both_databases
+"""One subscriber per canonical address rests on a unique key and row locks: both databases."""
+
 
 @pytest.mark.parametrize(
     ("raw", "normalized"),

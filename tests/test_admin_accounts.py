@@ -17,8 +17,8 @@ from mailer.jobs import purge_job
 from mailer.models import User, WebSession
 from mailer.services import Services
 from tests.admin import EDITOR, PASSWORD, csrf_of, sign_in
+from tests.commands import assert_clear_refusal, mailer, operator_env
 from tests.conftest import SECRET
-from tests.test_cli import assert_clear_refusal, mailer, operator_env
 
 
 def test_the_command_creates_an_account_with_a_generated_password(
@@ -209,6 +209,7 @@ def test_a_disabled_account_cannot_sign_in_and_loses_its_sessions(
     assert sign_in(client).status_code == 401
 
 
+@pytest.mark.both_databases
 def test_the_purge_drops_sign_ins_that_ended_or_expired_and_keeps_live_ones(
     client: TestClient, services: Services, editor_account: None
 ) -> None:

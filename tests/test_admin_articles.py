@@ -4,7 +4,6 @@ article as the editors' API would, and the feeds with their last poll result."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,14 @@ from fastapi.testclient import TestClient
 from mailer.clock import FrozenClock
 from tests.admin import csrf_of
 from tests.conftest import SmtpSink
-from tests.test_digests import article, confirm_readers, morning_brief, send_now
-from tests.test_feeds import RSS, FeedServer
+from tests.factories import article, confirm_readers, morning_brief, send_now
+from tests.peers import RSS, FeedServer
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """The feed servers run on this machine, which outbound requests may not reach else."""
     return {"network": {"allowed_private_networks": ["127.0.0.0/8", "::1/128"]}}
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
-    yield server
-    server.close()
 
 
 def titles(page: str) -> list[str]:

@@ -24,6 +24,9 @@ from mailer.tokens import Purpose
 from mailer.web.admin import charts
 from tests.conftest import SmtpSink, link_in
 
+pytestmark = pytest.mark.both_databases
+"""The stats bucket days in each dialect's own SQL: both databases."""
+
 TODAY = date(2026, 3, 31)
 NOW = datetime(2026, 3, 31, 15, 0, tzinfo=UTC)
 EDITOR = "editor@example.org"

@@ -15,7 +15,7 @@ from mailer.models import Digest, Send
 from mailer.services import Services
 from tests.admin import csrf_of, sign_in
 from tests.conftest import SmtpSink, count_rows
-from tests.test_digests import article, confirm_readers
+from tests.factories import article, confirm_readers
 
 # A Thursday before Europe/Berlin moves its clocks forward (Sunday 29 March 2026).
 BEFORE_DST = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from mailer.clock import FrozenClock
 from mailer.services import Services
 from tests.admin import csrf_of
 from tests.conftest import SmtpSink, outbox_idle
-from tests.test_digests import (
+from tests.factories import (
     READERS,
     article,
     confirm_readers,

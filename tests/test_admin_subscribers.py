@@ -10,31 +10,19 @@ import io
 import re
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from mailer.db import session_scope
 from mailer.services import Services
-from mailer.subscriptions import erasure
 from tests.admin import csrf_of
-from tests.conftest import SmtpSink, link_in
-from tests.test_api import BROWSER, DEFAULT_WORDING, READER, find, sign_up
+from tests.conftest import SmtpSink
+from tests.factories import BROWSER, DEFAULT_WORDING, READER, confirmed_reader_id, find, sign_up
 
 SPORT_WORDING = 'Yes, send me "Sport Weekly" & its <offers>.'
 
 
 def csrf(client: TestClient) -> str:
     return csrf_of(client.get("/admin/subscribers").text)
-
-
-def confirmed_reader(client: TestClient, smtp: SmtpSink, services: Services) -> int:
-    """A reader who signed up on the default form and confirmed; returns their id."""
-    assert sign_up(client).status_code == 202
-    [mail] = smtp.wait_for(1)
-    client.post(link_in(mail.message, "/confirm/"), headers={"User-Agent": BROWSER})
-    with session_scope(services.engine) as session:
-        found = erasure.find_by_email(session, READER)
-        assert found is not None and found.id is not None
-        return found.id
 
 
 def search(client: TestClient, typed: str, token: str | None = None) -> Any:
@@ -69,7 +57,7 @@ def timeline(page: str) -> list[dict[str, str]]:
 def test_an_address_typed_into_the_search_opens_its_subscriber_and_never_enters_a_url(
     signed_in: TestClient, smtp: SmtpSink, services: Services
 ) -> None:
-    reader_id = confirmed_reader(signed_in, smtp, services)
+    reader_id = confirmed_reader_id(signed_in, smtp, services)
     sign_up(signed_in, "second@example.com")
     smtp.wait_for(2)
 
@@ -110,7 +98,7 @@ def test_an_address_typed_into_the_search_opens_its_subscriber_and_never_enters_
 def test_the_timeline_shows_each_event_with_the_exact_wording_and_its_version_in_order(
     signed_in: TestClient, editor: TestClient, smtp: SmtpSink, services: Services
 ) -> None:
-    reader_id = confirmed_reader(signed_in, smtp, services)
+    reader_id = confirmed_reader_id(signed_in, smtp, services)
     editor.patch("/api/v1/forms/default", json={"consent_text": "Newer words for later readers."})
     assert editor.post("/api/v1/lists", json={"slug": "sport", "name": "Sport"}).status_code == 201
     made = editor.post(
@@ -137,10 +125,11 @@ def test_the_timeline_shows_each_event_with_the_exact_wording_and_its_version_in
     assert "&lt;offers&gt;" in page.text, "the wording is shown as text, not markup"
 
 
+@pytest.mark.both_databases
 def test_erasing_needs_the_box_ticked_and_leaves_a_history_that_still_verifies(
     signed_in: TestClient, editor: TestClient, smtp: SmtpSink, services: Services
 ) -> None:
-    reader_id = confirmed_reader(signed_in, smtp, services)
+    reader_id = confirmed_reader_id(signed_in, smtp, services)
     detail = signed_in.get(f"/admin/subscribers/{reader_id}")
     assert f'href="/admin/subscribers/{reader_id}/erase"' in detail.text
     confirm = signed_in.get(f"/admin/subscribers/{reader_id}/erase")
@@ -177,7 +166,7 @@ def test_erasing_needs_the_box_ticked_and_leaves_a_history_that_still_verifies(
 def test_the_export_has_the_confirmed_subscriber_and_their_own_data_in_full(
     signed_in: TestClient, smtp: SmtpSink, client: TestClient, services: Services
 ) -> None:
-    reader_id = confirmed_reader(signed_in, smtp, services)
+    reader_id = confirmed_reader_id(signed_in, smtp, services)
     detail = signed_in.get("/admin/subscribers")
     assert 'action="/admin/subscribers/export.csv"' in detail.text
 
@@ -207,7 +196,7 @@ def test_the_export_has_the_confirmed_subscriber_and_their_own_data_in_full(
 def test_posts_without_the_session_s_csrf_token_are_refused(
     signed_in: TestClient, editor: TestClient, smtp: SmtpSink, services: Services
 ) -> None:
-    reader_id = confirmed_reader(signed_in, smtp, services)
+    reader_id = confirmed_reader_id(signed_in, smtp, services)
     assert search(signed_in, READER, token="").status_code == 403
     assert search(signed_in, READER, token="forged").status_code == 403
     refused = signed_in.post(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from mailer.models import WebhookDelivery, WebhookEndpoint
 from mailer.services import Services
 from tests.admin import csrf_of
 from tests.conftest import count_rows
-from tests.test_webhooks import Receiver
+from tests.peers import Receiver
 
 HOME = "/admin/webhooks"
 
@@ -35,13 +34,6 @@ def settings_overrides() -> dict[str, Any]:
             "timeout_seconds": 3,
         },
     }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 def csrf(client: TestClient) -> str:

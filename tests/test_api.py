@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
@@ -17,22 +18,7 @@ from mailer.db import session_scope
 from mailer.models import ApiKey, Form, MailingList
 from mailer.services import Services, build
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in
-
-READER = "reader@example.com"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
-DEFAULT_WORDING = "By submitting this form, I agree to the terms."
-
-
-def sign_up(client: TestClient, email: str = READER, **fields: Any) -> Any:
-    body = {"email": email, "source_url": ARTICLE, **fields}
-    return client.post("/subscribe", json=body, headers={"User-Agent": BROWSER})
-
-
-def find(editor: TestClient, email: str = READER) -> list[dict[str, Any]]:
-    answer = editor.get("/api/v1/subscribers", params={"email": email})
-    assert answer.status_code == 200
-    return list(answer.json())
+from tests.factories import ARTICLE, BROWSER, DEFAULT_WORDING, READER, find, sign_up
 
 
 def create_sport(editor: TestClient) -> None:
@@ -143,6 +129,7 @@ def test_a_list_is_created_with_201_and_its_id(editor: TestClient) -> None:
     assert [item["slug"] for item in editor.get("/api/v1/lists").json()] == ["news", "sport"]
 
 
+@pytest.mark.both_databases
 def test_a_taken_list_slug_is_409(editor: TestClient, services: Services) -> None:
     create_sport(editor)
     again = editor.post("/api/v1/lists", json={"slug": "sport", "name": "Another"})
@@ -248,6 +235,7 @@ def test_a_bad_form_is_refused_and_not_created(editor: TestClient, services: Ser
     assert editor.get("/api/v1/forms/x").status_code == 404
 
 
+@pytest.mark.both_databases
 def test_new_wording_is_a_new_version_that_later_signups_record(
     editor: TestClient, smtp: SmtpSink
 ) -> None:
@@ -270,6 +258,7 @@ def test_new_wording_is_a_new_version_that_later_signups_record(
     assert (confirmed["consent_text"], confirmed["consent_version"]) == (wording, 2)
 
 
+@pytest.mark.both_databases
 def test_a_confirmation_records_the_wording_the_reader_saw_not_a_later_one(
     editor: TestClient, smtp: SmtpSink
 ) -> None:
@@ -369,6 +358,7 @@ def test_a_subscriber_is_shown_with_the_documented_fields(
     assert confirmed["action"] == "confirmed" and confirmed["at"] >= requested["at"]
 
 
+@pytest.mark.both_databases
 def test_subscribers_can_be_listed_by_list_and_status(editor: TestClient, smtp: SmtpSink) -> None:
     sign_up(editor)
     sign_up(editor, "second@example.com")
@@ -386,6 +376,7 @@ def export(editor: TestClient, **params: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(answer.text)))
 
 
+@pytest.mark.both_databases
 def test_the_export_is_csv_with_a_row_per_subscription(editor: TestClient, smtp: SmtpSink) -> None:
     assert export(editor) == [], "a header and no rows"
     header = editor.get("/api/v1/subscribers/export.csv").text.splitlines()[0].split(",")

@@ -12,10 +12,8 @@ from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
 from mailer.services import Services
-from tests.conftest import SmtpSink, link_in, outbox_idle
-
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
+from tests.conftest import SmtpSink, outbox_idle
+from tests.factories import confirmed_reader
 
 READER = "ada@example.com"
 
@@ -84,12 +82,6 @@ GREETING = (
 UNSUBSCRIBE = '<p><a href="{{ recipient.unsubscribe_url }}">Leave</a></p>'
 
 
-def confirmed_reader(client: TestClient, smtp: SmtpSink) -> None:
-    assert client.post("/subscribe", json={"email": READER}).status_code == 202
-    [mail] = smtp.wait_for(1)
-    assert client.post(link_in(mail.message, "/confirm/")).status_code == 200
-
-
 def archived_send(
     editor: TestClient,
     services: Services,
@@ -98,7 +90,7 @@ def archived_send(
     **templates: str,
 ) -> dict[str, Any]:
     """A digest with the editor's templates, sent to one reader, in the list's archive."""
-    confirmed_reader(editor, smtp)
+    confirmed_reader(editor, smtp, READER)
     article = editor.post(
         "/api/v1/articles",
         json={

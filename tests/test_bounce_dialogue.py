@@ -15,7 +15,7 @@ from mailer.db import session_scope
 from mailer.models import BounceEvent
 from mailer.services import Services
 from tests.conftest import SmtpSink
-from tests.test_delivery_engine import add_readers, send_digest, wait_attempts
+from tests.factories import add_readers, send_digest, wait_attempts
 
 pytestmark = pytest.mark.parametrize(
     "settings_overrides", [{"sender": {"retry_base_seconds": 0.2, "max_attempts": 2}}]

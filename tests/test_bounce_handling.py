@@ -22,7 +22,10 @@ from mailer.models import (
     Suppression,
 )
 from mailer.services import Services
-from tests.test_bounce_reports import reader_with_message as message_to
+from tests.bounces import reader_with_message as message_to
+
+pytestmark = pytest.mark.both_databases
+"""Suppression inserts (ON CONFLICT) and the soft-bounce count (FILTER): both databases."""
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,11 @@ does not reach them; mail for other domains, oversize mail and forged tags chang
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiosmtplib
 import pytest
@@ -22,50 +19,21 @@ from sqlmodel import select
 from mailer import db
 from mailer.bounces.intake import Intake
 from mailer.bounces.listener import BounceListener
-from mailer.bounces.verp import bounce_domain
 from mailer.clock import SystemClock
 from mailer.config import load
 from mailer.db import session_scope
 from mailer.models import BounceEvent
 from mailer.services import Services
+from tests.bounces import deliver, reader_state, reader_with_message, sample
+from tests.commands import MAILER, operator_env
 from tests.conftest import SECRET, SmtpSink, free_port
-from tests.test_bounce_reports import intake_for, reader_state, reader_with_message, sample
-from tests.test_cli import MAILER, operator_env
-from tests.test_delivery_engine import add_readers, send_digest, wait_done
+from tests.factories import add_readers, send_digest, wait_done
 
 
 @pytest.fixture
 def clock() -> SystemClock:  # type: ignore[override]
     """Real time: the digest picks the articles published just before it is sent."""
     return SystemClock()
-
-
-@pytest.fixture
-def listener(services: Services) -> Iterator[BounceListener]:
-    running = BounceListener(
-        intake_for(services),
-        bounce_domain(services.settings),
-        "127.0.0.1",
-        free_port(),
-        services.settings.bounces.max_message_bytes,
-    )
-    running.start()
-    yield running
-    running.stop()
-
-
-def deliver(
-    listener: BounceListener | int, data: bytes, recipients: list[str], sender: str = ""
-) -> Any:
-    """Send one message to the listener over SMTP (a DSN comes from the null sender);
-    returns the reply to DATA."""
-    port = listener if isinstance(listener, int) else listener.port
-
-    async def send() -> Any:
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as client:
-            return await client.sendmail(sender, recipients, data)
-
-    return asyncio.run(send())
 
 
 def tampered(verp: str) -> str:
@@ -156,7 +124,6 @@ def test_one_message_to_several_bounce_addresses_is_handled_for_each(
     assert reader_state(services, "b@example.com")[0] == "hard-bounce"
 
 
-@pytest.mark.parametrize("db_kind", ["sqlite"])
 def test_mailer_bounces_serve_listens_until_sigterm(
     services: Services, tmp_path: Path, database_url: str
 ) -> None:

@@ -26,9 +26,9 @@ from mailer.bounces.intake import Intake
 from mailer.bounces.mailbox import MailboxError, MailboxPoller
 from mailer.config import BounceSettings
 from mailer.services import Services
+from tests.bounces import intake_for, reader_state, reader_with_message, sample
+from tests.commands import MAILER, operator_env
 from tests.conftest import SECRET, free_port
-from tests.test_bounce_reports import intake_for, reader_state, reader_with_message, sample
-from tests.test_cli import MAILER, operator_env
 
 DOVECOT = Path("/usr/sbin/dovecot")
 USER, PASSWORD = "bounces", "mailbox-password-for-tests"
@@ -220,7 +220,6 @@ def test_a_wrong_password_is_a_clear_error(services: Services, dovecot: Dovecot)
     assert "wrong" not in str(failed.value), "the password is not repeated"
 
 
-@pytest.mark.parametrize("db_kind", ["sqlite"])
 def mailbox_env(database_url: str, dovecot: Dovecot, **extra: str) -> dict[str, str]:
     """The environment of a `mailer` command reading the test's mailbox."""
     return operator_env(

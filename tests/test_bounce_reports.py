@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
-from mailer.bounces.intake import Intake
 from mailer.bounces.reports import InboundKind, read
 from mailer.db import session_scope
 from mailer.models import (
     BounceEvent,
     BounceKind,
-    ConsentEvent,
-    OutboxMessage,
-    Subscriber,
-    Subscription,
 )
 from mailer.services import Services
-from mailer.subscriptions import suppression
-from tests.test_delivery_engine import add_readers
-
-SAMPLES = Path(__file__).parent / "data" / "bounces"
-READER = "jordan@mail-host.example.net"
+from tests.bounces import READER, SAMPLES, intake_for, reader_state, reader_with_message, sample
 
 
 @dataclass(frozen=True)
@@ -76,56 +66,6 @@ CORPUS = {
     "vacation-auto-reply.eml": Expected(InboundKind.auto_reply, []),
     "dsn-forged-tag.eml": Expected(InboundKind.dsn, []),
 }
-
-
-def reader_with_message(services: Services, email: str = READER) -> int:
-    """A confirmed reader of `news` who was sent a digest; returns its outbox row's id."""
-    now = services.clock.now()
-    with session_scope(services.engine) as session:
-        known = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-    if known is None:
-        add_readers(services, [email])
-    with session_scope(services.engine) as session:
-        subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
-        assert subscriber.id is not None
-        row = OutboxMessage(
-            kind="digest",
-            subscriber_id=subscriber.id,
-            status="sent",
-            next_attempt_at=now,
-            created_at=now,
-            sent_at=now,
-        )
-        session.add(row)
-        session.flush()
-        assert row.id is not None
-        return row.id
-
-
-def sample(name: str, verp: str, recipient: str = READER) -> bytes:
-    """A corpus file with our bounce address and the reader filled in."""
-    text = (SAMPLES / name).read_text(encoding="utf-8")
-    return text.replace("{{VERP}}", verp).replace("{{RECIPIENT}}", recipient).encode()
-
-
-def intake_for(services: Services) -> Intake:
-    return Intake.for_settings(services.settings, services.engine, services.signer, services.clock)
-
-
-def reader_state(services: Services, email: str = READER) -> tuple[str | None, str, list[str]]:
-    """The reader's suppression reason, subscription status on `news`, consent texts."""
-    with session_scope(services.engine) as session:
-        subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
-        [status] = session.exec(
-            select(Subscription.status).where(Subscription.subscriber_id == subscriber.id)
-        ).all()
-        texts = session.exec(
-            select(ConsentEvent.consent_text)
-            .where(ConsentEvent.subscriber_id == subscriber.id)
-            .order_by(col(ConsentEvent.seq))
-        ).all()
-        reasons = suppression.reasons_by_address(session, [email])
-    return reasons.get(email), str(status), list(texts)
 
 
 def test_every_sample_in_the_corpus_has_an_expectation() -> None:
@@ -198,6 +138,7 @@ def test_a_bounce_to_a_tampered_tag_changes_nothing(services: Services) -> None:
         assert session.exec(select(BounceEvent)).all() == []
 
 
+@pytest.mark.both_databases
 def test_soft_bounces_of_different_messages_suppress_the_reader_at_the_limit(
     services: Services,
 ) -> None:

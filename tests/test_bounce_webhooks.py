@@ -266,7 +266,8 @@ def post_sns(client: TestClient, message: dict[str, str]) -> Any:
 # ---- readers and what became of them ---------------------------------------------------
 
 
-def add_readers(services: Services, clock: FrozenClock, *emails: str) -> None:
+def import_readers(services: Services, clock: FrozenClock, *emails: str) -> None:
+    """Readers of `news` brought in by a CSV import (with their consent events)."""
     csv = io.StringIO("email\n" + "".join(f"{email}\n" for email in emails))
     report = transfer.import_csv(services.engine, csv, "news", "test", clock.now)
     assert not report.skipped
@@ -314,10 +315,11 @@ def nothing_written(services: Services) -> bool:
 # ---- Amazon SES via SNS ----------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_signed_ses_hard_bounce_suppresses_the_address(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     answer = post_sns(client, sns_notification(sns_host, ses_bounce(READER), clock.now()))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"reports": 1, "recorded": 1, "already_processed": False}
@@ -332,7 +334,7 @@ def test_a_signed_ses_hard_bounce_suppresses_the_address(
 def test_signature_version_2_is_checked_with_sha256(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     message = sns_notification(sns_host, ses_bounce(READER), clock.now(), version="2")
     assert post_sns(client, message).status_code == 200
     assert suppression_reason(services, READER) == "hard-bounce"
@@ -345,7 +347,7 @@ def test_a_policy_refusal_alerts_the_operator_and_keeps_the_reader(
     sns_host: SnsHost,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     caplog.set_level(logging.INFO)
     message = sns_notification(sns_host, ses_bounce(READER, "5.7.26"), clock.now())
     assert post_sns(client, message).json() == {
@@ -363,7 +365,7 @@ def test_a_policy_refusal_alerts_the_operator_and_keeps_the_reader(
 def test_a_transient_bounce_without_a_status_is_soft(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     ses_message = ses_bounce(READER)
     ses_message["bounce"]["bounceType"] = "Transient"
     ses_message["bounce"]["bounceSubType"] = "MailboxFull"
@@ -377,10 +379,11 @@ def test_a_transient_bounce_without_a_status_is_soft(
     assert suppression_reason(services, READER) is None
 
 
+@pytest.mark.both_databases
 def test_a_signed_ses_complaint_unsubscribes_suppresses_and_records_consent(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     # No feedback type: SES leaves it out when the mailbox provider gave none.
     message = sns_notification(sns_host, ses_complaint(READER, feedback=None), clock.now())
     answer = post_sns(client, message)
@@ -393,7 +396,7 @@ def test_a_signed_ses_complaint_unsubscribes_suppresses_and_records_consent(
 def test_a_not_spam_report_changes_nothing(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     message = sns_notification(sns_host, ses_complaint(READER, "not-spam"), clock.now())
     answer = post_sns(client, message)
     assert answer.json() == {"reports": 1, "recorded": 0, "already_processed": False}
@@ -404,7 +407,7 @@ def test_a_not_spam_report_changes_nothing(
 def test_a_tampered_message_is_refused_and_nothing_is_written(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     message = sns_notification(sns_host, ses_bounce(OTHER_READER), clock.now())
     message["Message"] = json.dumps(ses_bounce(READER))
     answer = post_sns(client, message)
@@ -416,7 +419,7 @@ def test_a_tampered_message_is_refused_and_nothing_is_written(
 def test_a_topic_not_configured_is_refused_before_any_fetch(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     other_topic = "arn:aws:sns:eu-west-1:999999999999:someone-else"
     answer = post_sns(
         client, sns_notification(sns_host, ses_bounce(READER), clock.now(), topic=other_topic)
@@ -429,7 +432,7 @@ def test_a_topic_not_configured_is_refused_before_any_fetch(
 def test_a_certificate_on_another_host_is_never_fetched(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     message = sns_notification(sns_host, ses_bounce(READER), clock.now())
     # localhost is the same server, but not a host the pattern allows.
     message["SigningCertURL"] = message["SigningCertURL"].replace("127.0.0.1", "localhost")
@@ -442,7 +445,7 @@ def test_a_certificate_on_another_host_is_never_fetched(
 def test_a_notification_older_than_an_hour_is_refused_as_a_replay(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     message = sns_notification(sns_host, ses_bounce(READER), clock.now())
     assert post_sns(client, message).status_code == 200
     clock.advance(hours=1, minutes=1)
@@ -456,7 +459,7 @@ def test_a_notification_older_than_an_hour_is_refused_as_a_replay(
 def test_the_signing_certificate_is_fetched_once(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     for email in (READER, OTHER_READER):
         message = sns_notification(sns_host, ses_bounce(email, "4.2.2"), clock.now())
         assert post_sns(client, message).status_code == 200
@@ -570,7 +573,7 @@ def postmark_bounce(email: str, bounce_type: str = "HardBounce", details: str = 
 def test_a_postmark_hard_bounce_with_the_right_credentials_suppresses(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     answer = client.post(
         "/webhooks/bounces/postmark",
         json=postmark_bounce(READER),
@@ -580,10 +583,11 @@ def test_a_postmark_hard_bounce_with_the_right_credentials_suppresses(
     assert suppression_reason(services, READER) == "hard-bounce"
 
 
+@pytest.mark.both_databases
 def test_a_postmark_soft_bounce_suppresses_only_after_repeats(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     soft = [
         {**postmark_bounce(READER, "SoftBounce", "Mailbox full"), "ID": 1000 + n}
         for n in range(services.settings.bounces.soft_limit)
@@ -602,7 +606,7 @@ def test_a_postmark_soft_bounce_suppresses_only_after_repeats(
 def test_a_postmark_spam_complaint_unsubscribes_and_suppresses(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     complaint = {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "TypeCode": 512}
     answer = client.post(
         "/webhooks/bounces/postmark",
@@ -621,7 +625,7 @@ def test_a_postmark_spam_complaint_unsubscribes_and_suppresses(
 def test_postmark_without_the_right_credentials_is_401_and_writes_nothing(
     client: TestClient, services: Services, clock: FrozenClock, authorization: str | None
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     headers = {"Authorization": authorization} if authorization else {}
     answer = client.post(
         "/webhooks/bounces/postmark", json=postmark_bounce(READER), headers=headers
@@ -634,7 +638,7 @@ def test_postmark_without_the_right_credentials_is_401_and_writes_nothing(
 def test_postmark_records_it_does_not_act_on_are_accepted_and_ignored(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     for record in (
         postmark_bounce(READER, "AutoResponder", "I am on holiday"),
         {"RecordType": "Delivery", "Recipient": READER},
@@ -678,7 +682,7 @@ def mailgun_failure(email: str, severity: str = "permanent") -> dict:
 def test_a_signed_mailgun_permanent_failure_suppresses(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     answer = client.post(
         "/webhooks/bounces/mailgun", json=mailgun_event(mailgun_failure(READER), clock.now())
     )
@@ -689,7 +693,7 @@ def test_a_signed_mailgun_permanent_failure_suppresses(
 def test_a_mailgun_complaint_unsubscribes(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     event = {"event": "complained", "recipient": READER}
     answer = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
     assert answer.status_code == 200
@@ -699,7 +703,7 @@ def test_a_mailgun_complaint_unsubscribes(
 def test_a_mailgun_temporary_failure_is_soft(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     event = mailgun_failure(READER, severity="temporary")
     event["delivery-status"] = {"code": 452, "message": "4.2.2 Mailbox full"}
     answer = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
@@ -713,7 +717,7 @@ def test_a_mailgun_temporary_failure_is_soft(
 def test_mailgun_with_a_wrong_key_or_an_old_signature_is_403_and_writes_nothing(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     forged = mailgun_event(mailgun_failure(READER), clock.now(), key="not-the-key")
     assert client.post("/webhooks/bounces/mailgun", json=forged).status_code == 403
     old = mailgun_event(mailgun_failure(READER), clock.now() - timedelta(minutes=16))
@@ -775,6 +779,7 @@ def mailgun_complaint(email: str) -> dict[str, Any]:
     return {"event": "complained", "recipient": email, "id": f"complaint-{email}"}
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "captured, forged",
     [
@@ -796,7 +801,7 @@ def test_a_mailgun_signature_used_again_on_another_event_is_409_and_changes_noth
     captured: dict[str, Any],
     forged: dict[str, Any],
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     notification = mailgun_event(captured, clock.now())
     assert client.post("/webhooks/bounces/mailgun", json=notification).status_code == 200
     before = (bounce_events(services), count_rows(services, Suppression))
@@ -812,10 +817,11 @@ def test_a_mailgun_signature_used_again_on_another_event_is_409_and_changes_noth
     assert actions(services, OTHER_READER) == other_actions
 
 
+@pytest.mark.both_databases
 def test_the_same_mailgun_notification_again_is_answered_200_and_changes_nothing(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     notification = mailgun_event(mailgun_complaint(READER), clock.now())
     first = client.post("/webhooks/bounces/mailgun", json=notification)
     assert first.json() == {"reports": 1, "recorded": 1, "already_processed": False}
@@ -837,10 +843,11 @@ def test_the_same_mailgun_notification_again_is_answered_200_and_changes_nothing
     assert actions(services, READER) == reader_actions
 
 
+@pytest.mark.both_databases
 def test_a_mailgun_retry_of_an_event_with_a_new_signature_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     event = {**mailgun_failure(READER, "temporary"), "id": "Ase7i2zsRYeDXztHGENqRA"}
     first = client.post("/webhooks/bounces/mailgun", json=mailgun_event(event, clock.now()))
     assert first.status_code == 200
@@ -851,10 +858,11 @@ def test_a_mailgun_retry_of_an_event_with_a_new_signature_is_acted_on_once(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_used_tokens_are_purged_once_their_signatures_have_expired(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     notification = mailgun_event(mailgun_failure(READER, "temporary"), clock.now())
     client.post("/webhooks/bounces/mailgun", json=notification)
     assert count_rows(services, ProviderNotificationToken) == 1
@@ -869,10 +877,11 @@ def test_used_tokens_are_purged_once_their_signatures_have_expired(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_two_processes_taking_one_notification_at_once_act_on_it_once(
     client: TestClient, services: Services, clock: FrozenClock, settings: config.Settings
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     notification = mailgun_event(mailgun_complaint(READER), clock.now())
     other = build(settings, clock=clock)
     barrier = threading.Barrier(4)
@@ -898,10 +907,11 @@ def test_two_processes_taking_one_notification_at_once_act_on_it_once(
     assert actions(services, READER).count(ConsentAction.unsubscribed) == 1
 
 
+@pytest.mark.both_databases
 def test_the_same_ses_notification_again_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     ses_message = ses_bounce(READER, "4.2.2")  # soft: each one would count to the limit
     message = sns_notification(sns_host, ses_message, clock.now())
     assert post_sns(client, message).json()["already_processed"] is False
@@ -914,10 +924,11 @@ def test_the_same_ses_notification_again_is_acted_on_once(
     assert suppression_reason(services, READER) is None
 
 
+@pytest.mark.both_databases
 def test_another_ses_message_under_a_used_message_id_is_409(
     client: TestClient, services: Services, clock: FrozenClock, sns_host: SnsHost
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     first = sns_notification(sns_host, ses_bounce(READER), clock.now())
     assert post_sns(client, first).status_code == 200
     second = sns_notification(
@@ -929,10 +940,11 @@ def test_another_ses_message_under_a_used_message_id_is_409(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 def test_the_same_postmark_record_again_is_acted_on_once(
     client: TestClient, services: Services, clock: FrozenClock
 ) -> None:
-    add_readers(services, clock, READER)
+    import_readers(services, clock, READER)
     complaint = {
         "RecordType": "SpamComplaint",
         "Type": "SpamComplaint",
@@ -957,6 +969,7 @@ def test_the_same_postmark_record_again_is_acted_on_once(
     assert bounce_events(services) == 1
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "changed",
     [{"Email": OTHER_READER}, {"Type": "HardBounce", "Email": OTHER_READER}],
@@ -965,7 +978,7 @@ def test_the_same_postmark_record_again_is_acted_on_once(
 def test_another_postmark_record_under_a_used_id_is_409(
     client: TestClient, services: Services, clock: FrozenClock, changed: dict[str, str]
 ) -> None:
-    add_readers(services, clock, READER, OTHER_READER)
+    import_readers(services, clock, READER, OTHER_READER)
     headers = {"Authorization": postmark_auth()}
     record = postmark_bounce(READER, "SoftBounce", "Mailbox full")
     assert (

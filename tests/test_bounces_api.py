@@ -7,6 +7,7 @@ import io
 import re
 from datetime import UTC, datetime
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mailer import accounts
@@ -76,6 +77,7 @@ def test_operator_alerts_are_found_by_kind(
     assert editor.get("/api/v1/bounces", params={"kind": "soft"}).json() == []
 
 
+@pytest.mark.both_databases
 def test_since_and_limit_narrow_the_list(
     editor: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -96,6 +98,7 @@ def test_bad_filters_are_422_and_no_key_is_401(client: TestClient, editor: TestC
     assert client.get("/api/v1/bounces").status_code == 401
 
 
+@pytest.mark.both_databases
 def test_the_dashboard_counts_the_last_30_days_by_kind(
     editor: TestClient, editor_account: None, services: Services, clock: FrozenClock
 ) -> None:

@@ -21,12 +21,10 @@ from mailer.db import session_scope
 from mailer.models import ConsentEvent, OutboxMessage, Subscriber, UserRole
 from mailer.services import Services
 from mailer.tokens import Purpose
-from tests.browser import Console
+from tests.browser import Console, confirmed_on_news, lookup
 from tests.conftest import SmtpSink, count_rows, free_port, link_in
+from tests.factories import READER, confirmed_reader
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
-READER = "reader@example.com"
 HEADING = "Sign up to receive our latest news!"
 CONSENT = "By submitting this form, I agree to the terms."
 
@@ -90,13 +88,6 @@ def article_url(live_app: str) -> Iterator[str]:
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def lookup(api: httpx.Client, email: str = READER) -> dict[str, Any]:
-    found = api.get("/api/v1/subscribers", params={"email": email})
-    assert found.status_code == 200, found.text
-    [subscriber] = found.json()
-    return dict(subscriber)
-
-
 def statuses(api: httpx.Client, email: str = READER) -> dict[str, str]:
     return {item["slug"]: item["status"] for item in lookup(api, email)["lists"]}
 
@@ -104,15 +95,6 @@ def statuses(api: httpx.Client, email: str = READER) -> dict[str, str]:
 def confirm_url_in(smtp: SmtpSink, live_app: str, count: int = 1) -> str:
     mail = smtp.wait_for(count)[count - 1]
     return live_app + link_in(mail.message, "/confirm/", base=live_app)
-
-
-def confirmed_reader(api: httpx.Client, smtp: SmtpSink, live_app: str) -> dict[str, Any]:
-    """A reader signed up and confirmed over plain HTTP (not the subject under test)."""
-    assert api.post("/subscribe", json={"email": READER}).status_code == 202
-    assert httpx.post(confirm_url_in(smtp, live_app)).status_code == 200
-    reader = lookup(api)
-    assert {item["slug"]: item["status"] for item in reader["lists"]} == {"news": "confirmed"}
-    return reader
 
 
 def nothing_written(services: Services, smtp: SmtpSink) -> None:
@@ -236,7 +218,7 @@ def test_without_javascript_the_confirm_page_waits_for_the_button(
 def test_unsubscribe_page_leaves_on_the_button_not_on_the_visit(
     page: Page, live_app: str, smtp: SmtpSink, editors_api: httpx.Client, services: Services
 ) -> None:
-    reader = confirmed_reader(editors_api, smtp, live_app)
+    reader = confirmed_on_news(editors_api, smtp)
     token = services.signer.sign(Purpose.unsubscribe, {"s": reader["id"]})
 
     page.goto(f"{live_app}/unsubscribe/{token}")
@@ -446,19 +428,15 @@ def test_the_pages_fit_a_320_pixel_wide_screen(
     button = page.get_by_role("button", name="Sign up").bounding_box()
     assert button is not None and button["x"] + button["width"] <= 320
 
-    reader = confirmed_reader_on_both(editors_api, smtp, live_app, sport["slug"])
+    reader = confirmed_reader_on_both(editors_api, smtp, sport["slug"])
     token = services.signer.sign(Purpose.unsubscribe, {"s": reader["id"]})
     page.goto(f"{live_app}/unsubscribe/{token}")
     page.get_by_role("heading", name="Unsubscribe").wait_for()
     assert _no_horizontal_scroll(page), "the preference centre scrolls sideways"
 
 
-def confirmed_reader_on_both(
-    api: httpx.Client, smtp: SmtpSink, live_app: str, other: str
-) -> dict[str, Any]:
-    body = {"email": READER, "lists": ["news", other], "consent": True}
-    assert api.post("/subscribe", json=body).status_code == 202
-    assert httpx.post(confirm_url_in(smtp, live_app)).status_code == 200
+def confirmed_reader_on_both(api: httpx.Client, smtp: SmtpSink, other: str) -> dict[str, Any]:
+    confirmed_reader(api, smtp, READER, lists=["news", other], consent=True)
     return lookup(api)
 
 

@@ -15,8 +15,6 @@ from mailer.services import Services
 from tests.browser import PASSWORD, create_user
 from tests.conftest import SmtpSink, link_in
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
 
 @pytest.fixture
 def settings_overrides(app_url: str) -> dict[str, Any]:

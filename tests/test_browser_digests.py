@@ -17,8 +17,6 @@ from mailer.services import Services
 from tests.browser import Console
 from tests.conftest import SmtpSink, link_in
 
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
-
 READERS = ["ada@example.com", "ben@example.org", "cleo@example.net"]
 TITLES = ["Council approves the new bridge", "Clinics open longer", "Harbour reopens"]
 

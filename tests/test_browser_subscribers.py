@@ -9,10 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import confirmed_on_news, lookup
 from tests.conftest import SmtpSink
-from tests.test_browser import READER, confirmed_reader, lookup
-
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
+from tests.factories import READER
 
 WORDING = 'Yes, send me the "Morning Brief" & other news by email. I can leave at any time.'
 
@@ -27,7 +26,7 @@ def test_an_editor_reads_a_reader_s_consent_history_then_erases_the_reader(
 ) -> None:
     changed = editors_api.patch("/api/v1/forms/default", json={"consent_text": WORDING})
     assert changed.status_code == 200, changed.text
-    reader = confirmed_reader(editors_api, smtp, live_app)
+    reader = confirmed_on_news(editors_api, smtp)
     page = editor_page
 
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Subscribers").click()

@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,38 +26,13 @@ from mailer.db import session_scope
 from mailer.models import OutboxMessage
 from mailer.services import Services, build
 from mailer.tokens import Purpose
+from tests.commands import MAILER, assert_clear_refusal, mailer, operator_env
 from tests.conftest import PG_ADMIN, SECRET, _pg_reachable, _pg_url, count_rows, free_port
 
-_SCRIPT = Path(sys.executable).with_name("mailer")
-MAILER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mailer.cli"]
+pytestmark = pytest.mark.both_databases
+"""Migrations, imports (bulk inserts) and exports from the command line: both databases."""
+
 READER = "reader@example.com"
-
-
-def operator_env(**variables: str) -> dict[str, str]:
-    """The test's environment without any MAILER_* setting, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env.update(variables)
-    return env
-
-
-def mailer(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*MAILER, *args],
-        cwd=cwd,
-        env=env if env is not None else operator_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def assert_clear_refusal(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 # ---- an in-process view of the same database ------------------------------------------

@@ -7,15 +7,12 @@ import re
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-import pytest
 from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
 from mailer.services import Services
 from tests.conftest import SmtpSink, outbox_idle
-from tests.test_digests import article, confirm_readers, morning_brief, send_now
-
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
+from tests.factories import article, confirm_readers, morning_brief, send_now
 
 POSTAL_ADDRESS = "1 Press Street, Berlin"  # the shared settings fixture's
 READERS = ["ada@example.com", "ben@example.org"]

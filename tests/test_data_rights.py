@@ -24,24 +24,17 @@ from mailer.models import (
 )
 from mailer.services import Services
 from mailer.subscriptions import suppression
+from tests.commands import MAILER, mailer, operator_env
 from tests.conftest import SECRET, SmtpSink, count_rows, link_in, outbox_idle
-from tests.test_cli import MAILER, mailer, operator_env
+from tests.factories import ARTICLE, BROWSER, signed_up
+
+pytestmark = pytest.mark.both_databases
+"""Erasure, the ledger's guard and imports (bulk inserts): both databases."""
 
 READER = "rita.reader@example.com"
 READER_NAME = "Rita Reader"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) DataRightsBrowser/1.0"
 PEER_IP = "203.0.113.7"
 BOUNCE_DETAIL = "452 4.2.2 mailbox full"
-
-
-def sign_up(editor: TestClient, email: str = READER) -> None:
-    answer = editor.post(
-        "/subscribe",
-        json={"email": email, "source_url": ARTICLE},
-        headers={"User-Agent": BROWSER},
-    )
-    assert answer.status_code == 202, answer.text
 
 
 def subscriber_id_of(editor: TestClient, email: str = READER) -> int:
@@ -59,7 +52,7 @@ def reader_with_a_history(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> int:
     """A reader who signed up, confirmed, got a digest, bounced once and unsubscribed."""
-    sign_up(editor)
+    signed_up(editor, READER)
     confirm_mail = smtp.wait_for(1)[-1]
     confirmed = editor.post(
         link_in(confirm_mail.message, "/confirm/"), headers={"User-Agent": BROWSER}
@@ -152,7 +145,7 @@ def test_delivery_attempts_and_the_suppression_are_in_the_export(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
     smtp.handler.replies["gone@example.com"] = "550 5.1.1 <gone@example.com>: User unknown"
-    sign_up(editor, "gone@example.com")
+    signed_up(editor, "gone@example.com")
     outbox_idle(services)
 
     held = export(editor, subscriber_id_of(editor, "gone@example.com"))
@@ -242,7 +235,7 @@ def test_erasing_from_the_command_line_keeps_a_verifiable_chain_and_the_suppress
     assert held["suppression"] is not None and held["suppression"]["reason"] == "complaint"
 
     clock.advance(minutes=61)
-    sign_up(editor)
+    signed_up(editor, READER)
     fresh_id = subscriber_id_of(editor)
     assert fresh_id != subscriber_id
     fresh = export(editor, fresh_id)
@@ -257,7 +250,7 @@ def test_erase_refuses_an_unknown_address_and_asks_before_erasing(
     cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    sign_up(editor)
+    signed_up(editor, READER)
     outbox_idle(services)  # the confirmation is sent: nothing changes by itself from here
     subscriber_id = subscriber_id_of(editor)
     held_before = count_rows(services, Subscriber), export(editor, subscriber_id)
@@ -297,8 +290,8 @@ def test_an_import_never_re_adds_a_suppressed_address(
     tmp_path: Path,
 ) -> None:
     smtp.handler.replies["bounced@example.com"] = "550 5.1.1 <bounced@example.com>: unknown"
-    sign_up(editor, "bounced@example.com")  # still on file, suppressed by the relay's 550
-    sign_up(editor, "complained@example.com")  # suppressed, then erased
+    signed_up(editor, "bounced@example.com")  # still on file, suppressed by the relay's 550
+    signed_up(editor, "complained@example.com")  # suppressed, then erased
     outbox_idle(services)
     complained_id = subscriber_id_of(editor, "complained@example.com")
     with session_scope(services.engine) as session:

@@ -24,6 +24,9 @@ from mailer.tokens import Purpose
 from tests.admin import sign_in
 from tests.conftest import PG_ADMIN, count_rows, free_port
 
+pytestmark = pytest.mark.both_databases
+"""Each database goes away in its own way: both databases."""
+
 READER = "rita.reader@example.com"
 POSTMARK_AUTH = "Basic " + base64.b64encode(b"postmark-hook:postmark-secret").decode()
 

@@ -24,89 +24,16 @@ from mailer.config import SenderSettings
 from mailer.db import session_scope
 from mailer.delivery.throttle import Throttle
 from mailer.logs import JsonFormatter, redact
-from mailer.models import MailingList, OutboxMessage, Subscriber, Subscription
+from mailer.models import OutboxMessage, Subscriber
 from mailer.services import Services, build
 from tests.conftest import SmtpSink, outbox_idle
+from tests.factories import add_readers, send_digest, wait_attempts, wait_done
 
 
 @pytest.fixture
 def clock() -> SystemClock:  # type: ignore[override]
     """Real time: retries and limits play out as they would in production."""
     return SystemClock()
-
-
-def add_readers(services: Services, emails: list[str]) -> None:
-    """Confirmed readers of the list `news` (set up directly: signup is tested elsewhere)."""
-    now = services.clock.now()
-    with session_scope(services.engine) as session:
-        news = session.exec(select(MailingList).where(MailingList.slug == "news")).one()
-        for email in emails:
-            subscriber = Subscriber(email=email, email_key=email.lower(), created_at=now)
-            session.add(subscriber)
-            session.flush()
-            assert subscriber.id is not None and news.id is not None
-            session.add(
-                Subscription(
-                    subscriber_id=subscriber.id,
-                    list_id=news.id,
-                    status="confirmed",
-                    created_at=now,
-                    updated_at=now,
-                    confirmed_at=now,
-                )
-            )
-
-
-def send_digest(editor: TestClient, story: int = 1, digest_id: int | None = None) -> int:
-    """A new article, then the digest sent now; returns the send's id."""
-    published = SystemClock().now() - timedelta(minutes=5 if digest_id is None else 0)
-    answer = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": f"https://news.example.com/story-{story}",
-            "title": f"Story {story}",
-            "summary": "What happened.",
-            "topics": ["world"],
-            "published_at": published.isoformat(),
-        },
-    )
-    assert answer.status_code in (200, 201), answer.text
-    if digest_id is None:
-        answer = editor.post(
-            "/api/v1/digests",
-            json={"list": "news", "name": "Brief", "schedule": "0 7 * * *", "max_articles": 5},
-        )
-        assert answer.status_code == 201, answer.text
-        digest_id = int(answer.json()["id"])
-    answer = editor.post(f"/api/v1/digests/{digest_id}/send")
-    assert answer.status_code == 202, answer.text
-    return int(answer.json()["id"])
-
-
-def wait_done(editor: TestClient, send_id: int, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = dict(editor.get(f"/api/v1/sends/{send_id}").json())
-        if state["status"] in ("done", "cancelled", "skipped"):
-            return state
-        assert time.monotonic() < deadline, state
-        time.sleep(0.05)
-
-
-def wait_attempts(
-    editor: TestClient, send_id: int, expected: dict[str, int], timeout: float = 10
-) -> dict[str, dict[str, Any]]:
-    """Wait until each address's message has had this many attempts and is not in flight."""
-    deadline = time.monotonic() + timeout
-    while True:
-        messages = {m["email"]: m for m in editor.get(f"/api/v1/sends/{send_id}/messages").json()}
-        done = {
-            email: len(m["attempts"]) for email, m in messages.items() if m["status"] != "sending"
-        }
-        if all(done.get(email) == count for email, count in expected.items()):
-            return messages
-        assert time.monotonic() < deadline, messages
-        time.sleep(0.05)
 
 
 def most_in_any_window(times: list[float], seconds: float) -> int:
@@ -265,6 +192,7 @@ def test_the_slow_down_halves_the_rate_and_recovers_step_by_step() -> None:
     assert throttle.rate() == 100, "back to the configured rate, no further"
 
 
+@pytest.mark.both_databases
 def test_the_limits_are_divided_among_live_senders(services: Services) -> None:
     settings = services.settings.model_copy(
         update={
@@ -323,6 +251,7 @@ def test_one_message_at_a_time_per_recipient_domain(
 # ---- outcomes ---------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_address_that_does_not_exist_is_suppressed_for_every_later_send(
     editor: TestClient, services: Services, smtp: SmtpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -373,6 +302,7 @@ def test_json_log_lines_carry_the_fields_and_no_addresses() -> None:
     )
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "settings_overrides", [{"sender": {"max_age_hours": 1, "retry_base_seconds": 60}}]
 )
@@ -404,6 +334,7 @@ def test_a_message_older_than_the_maximum_age_is_given_up_instead_of_retried(
     ]
 
 
+@pytest.mark.both_databases
 def test_the_messages_of_a_send_are_paged_and_need_a_key(
     editor: TestClient, client: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
@@ -438,6 +369,7 @@ def test_each_message_goes_out_from_its_own_signed_bounce_address(
     assert len(senders) == 3, "one bounce address per message"
 
 
+@pytest.mark.both_databases
 def test_a_suppressed_address_stays_suppressed_after_erasure_and_a_new_signup(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
@@ -470,6 +402,7 @@ def test_a_non_ascii_mailbox_goes_out_with_smtputf8_when_the_relay_offers_it(
     assert len(smtp.to("jürgen@example.com")) == 1
 
 
+@pytest.mark.both_databases
 def test_a_paused_send_does_not_hold_up_other_mail(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:

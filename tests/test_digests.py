@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from mailer import config
 from mailer.clock import FrozenClock
@@ -24,67 +23,21 @@ from mailer.models import Digest, Send
 from mailer.services import Services, build
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
-
-READERS = ["ada@example.com", "ben@example.org"]
-
-
-def confirm_readers(editor: TestClient, smtp: SmtpSink, addresses: list[str]) -> None:
-    for address in addresses:
-        before = len(smtp.messages)
-        editor.post("/subscribe", json={"email": address})
-        mail = smtp.wait_for(before + 1)[-1]
-        assert editor.post(link_in(mail.message, "/confirm/")).status_code == 200
-
-
-def article(
-    editor: TestClient,
-    clock: FrozenClock,
-    n: int,
-    topics: list[str],
-    title: str | None = None,
-    hours_ago: float = 1,
-) -> dict[str, Any]:
-    answer = editor.post(
-        "/api/v1/articles",
-        json={
-            "url": f"https://news.example.com/story-{n}",
-            "title": title or f"Story {n}",
-            "summary": f"What happened in story {n}.",
-            "topics": topics,
-            "published_at": (clock.now() - timedelta(hours=hours_ago)).isoformat(),
-        },
-    )
-    assert answer.status_code in (200, 201), answer.text
-    return dict(answer.json())
-
-
-def morning_brief(editor: TestClient, **extra: Any) -> dict[str, Any]:
-    answer = editor.post(
-        "/api/v1/digests",
-        json={
-            "list": "news",
-            "name": "Morning Brief",
-            "schedule": "0 7 * * mon-fri",
-            "timezone": "Europe/Berlin",
-            "topics": ["world", "health"],
-            "max_articles": 8,
-            **extra,
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-def send_now(editor: TestClient, digest_id: int) -> dict[str, Any]:
-    answer = editor.post(f"/api/v1/digests/{digest_id}/send")
-    assert answer.status_code == 202, answer.text
-    return dict(answer.json())
+from tests.factories import (
+    READERS,
+    article,
+    confirm_readers,
+    morning_brief,
+    send_now,
+    wait_until_retrying,
+)
 
 
 def digests_received(smtp: SmtpSink) -> list[EmailMessage]:
     return [m.message for m in smtp.messages if "List-Id" in m.message]
 
 
+@pytest.mark.both_databases
 def test_articles_are_created_once_and_updated_by_url(
     editor: TestClient, clock: FrozenClock
 ) -> None:
@@ -110,6 +63,7 @@ def test_articles_are_created_once_and_updated_by_url(
     assert bad.status_code == 422
 
 
+@pytest.mark.both_databases
 def test_a_digest_goes_to_every_confirmed_reader_and_one_click_unsubscribes(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -190,6 +144,7 @@ def test_a_digest_goes_to_every_confirmed_reader_and_one_click_unsubscribes(
     assert editor.get(f"/api/v1/sends/{third['id']}").json()["status"] == "skipped"
 
 
+@pytest.mark.both_databases
 def test_a_reader_who_leaves_after_the_send_starts_gets_nothing(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -343,6 +298,7 @@ def test_the_digest_lists_its_next_five_runs(editor: TestClient) -> None:
     assert first.astimezone(ZoneInfo("Europe/Berlin")).hour == 7
 
 
+@pytest.mark.both_databases
 def test_a_run_missed_while_down_is_sent_once_on_start(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -363,6 +319,7 @@ def test_a_run_missed_while_down_is_sent_once_on_start(
     assert len(digests_received(smtp)) == 1
 
 
+@pytest.mark.both_databases
 def test_two_schedulers_on_one_database_send_a_due_digest_once(
     editor: TestClient,
     services: Services,
@@ -395,6 +352,7 @@ def test_two_schedulers_on_one_database_send_a_due_digest_once(
     assert sorted(m["To"] for m in digests_received(smtp)) == sorted(READERS)
 
 
+@pytest.mark.both_databases
 def test_two_sends_of_a_digest_at_the_same_instant_start_one_and_refuse_the_other(
     editor: TestClient, services: Services, clock: FrozenClock
 ) -> None:
@@ -465,6 +423,7 @@ def test_the_public_archive_shows_past_digests_without_personal_parts(
     assert client.get("/archive/news/99999").status_code == 404
 
 
+@pytest.mark.both_databases
 def test_a_one_off_digest_goes_out_once_at_its_time(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -485,6 +444,7 @@ def test_a_one_off_digest_goes_out_once_at_its_time(
     smtp.wait_for(2)
 
 
+@pytest.mark.both_databases
 def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
     editor: TestClient, clock: FrozenClock
 ) -> None:
@@ -499,6 +459,7 @@ def test_a_digest_that_sent_cannot_be_deleted_only_disabled(
     assert disabled.json()["enabled"] is False and disabled.json()["next_run_at"] is None
 
 
+@pytest.mark.both_databases
 def test_readers_who_chose_topics_get_only_those(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -538,24 +499,7 @@ def test_readers_who_chose_topics_get_only_those(
     assert ada["consent_events"][-1]["consent_text"] == "topics: all"
 
 
-def wait_until_retrying(services: Services, send_id: int, count: int) -> None:
-    """Until `count` rows of the send have failed once and wait for their retry."""
-    deadline = time.monotonic() + 10
-    while True:
-        with services.engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM outbox WHERE send_id = :s AND status = 'queued' "
-                    "AND attempts >= 1"
-                ),
-                {"s": send_id},
-            ).scalar_one()
-        if waiting >= count:
-            return
-        assert time.monotonic() < deadline, "the send's rows were not tried"
-        time.sleep(0.02)
-
-
+@pytest.mark.both_databases
 def test_a_paused_send_holds_its_mail_until_resumed_and_cancel_drops_the_rest(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:

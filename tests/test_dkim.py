@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +24,11 @@ from mailer.cli import app
 from mailer.clock import FrozenClock
 from mailer.delivery.dkim import DkimSigner, _rsa_sign_with_openssl
 from mailer.services import Services, build
+from tests.commands import DOMAIN, PublishedKey, assert_clear_refusal, keygen, mailer, operator_env
 from tests.conftest import SECRET, SmtpSink, outbox_idle
-from tests.test_cli import assert_clear_refusal, mailer, operator_env
-from tests.test_digests import article, confirm_readers, morning_brief, send_now
+from tests.factories import article, confirm_readers, morning_brief, send_now
 
-ON_SQLITE = pytest.mark.parametrize("db_kind", ["sqlite"])
-"""Signing does not depend on the database: the tests that need one use SQLite only."""
-
-DOMAIN = "example.org"
 READER = "ada@example.com"
-
-
-@dataclass
-class PublishedKey:
-    path: Path
-    selector: str
-    record_name: str
-    txt_value: str
-    output: str
-
-
-def keygen(directory: Path, selector: str, *extra: str) -> PublishedKey:
-    """Run `mailer dkim keygen` and read the record it asks to publish from its output."""
-    path = directory / f"{selector}.pem"
-    result = CliRunner().invoke(
-        app,
-        ["dkim", "keygen", "--selector", selector, "--domain", DOMAIN, "--out", str(path), *extra],
-    )
-    assert result.exit_code == 0, result.output
-    name = re.search(r"^  name:\s+(\S+)$", result.stdout, re.MULTILINE)
-    value = re.search(r"^  value:\s+(.+)$", result.stdout, re.MULTILINE)
-    assert name and value, result.stdout
-    strings = re.findall(r'"([^"]*)"', value.group(1))
-    assert all(len(string) <= 255 for string in strings)
-    return PublishedKey(path, selector, name.group(1), "".join(strings), result.stdout)
 
 
 class DnsStub:
@@ -143,7 +113,6 @@ def a_digest(editor: TestClient, services: Services, smtp: SmtpSink, clock: Froz
     return digest.data
 
 
-@ON_SQLITE
 def test_confirmations_welcomes_and_digests_reach_the_relay_signed(
     editor: TestClient,
     services: Services,
@@ -193,7 +162,6 @@ def test_confirmations_welcomes_and_digests_reach_the_relay_signed(
     assert names.count("from") == 2 and names.count("subject") == 2
 
 
-@ON_SQLITE
 def test_feedback_id_names_the_send_list_and_kind_but_no_reader(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -208,7 +176,6 @@ def test_feedback_id_names_the_send_list_and_kind_but_no_reader(
     assert READER.split("@")[0] not in feedback_id.decode()
 
 
-@ON_SQLITE
 @pytest.mark.parametrize(
     "added",
     [
@@ -237,7 +204,6 @@ def test_a_second_copy_of_an_oversigned_header_breaks_the_signature(
     assert not dkim.verify(with_header(data, added, at_top), dnsfunc=dns)
 
 
-@ON_SQLITE
 def test_a_changed_or_extended_body_breaks_the_signature(
     editor: TestClient,
     services: Services,
@@ -253,7 +219,6 @@ def test_a_changed_or_extended_body_breaks_the_signature(
     assert not dkim.verify(data + b"Click here for a prize\r\n", dnsfunc=dns)
 
 
-@ON_SQLITE
 def test_test_sends_are_signed_too(
     editor: TestClient,
     services: Services,
@@ -272,7 +237,6 @@ def test_test_sends_are_signed_too(
     assert dkim.verify(mail.data, dnsfunc=DnsStub(rsa_key))
 
 
-@ON_SQLITE
 @pytest.mark.parametrize("transport", ["maildir"])
 def test_mail_written_to_the_maildir_keeps_its_signature(
     editor: TestClient, services: Services, rsa_key: PublishedKey, transport: str
@@ -286,7 +250,6 @@ def test_mail_written_to_the_maildir_keeps_its_signature(
     assert dkim.verify(data, dnsfunc=DnsStub(rsa_key))
 
 
-@ON_SQLITE
 @pytest.mark.parametrize("with_ed25519", [True])
 def test_with_an_ed25519_key_a_second_signature_verifies_beside_the_rsa_one(
     editor: TestClient,
@@ -392,7 +355,6 @@ BAD_KEYS = {
 }
 
 
-@ON_SQLITE
 @pytest.mark.parametrize("problem", list(BAD_KEYS))
 def test_a_bad_key_stops_start_up_with_a_clear_message(
     tmp_path: Path, database_url: str, problem: str

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,27 +14,7 @@ from mailer.jobs import poll_due_feeds
 from mailer.models import Article
 from mailer.services import Services
 from tests.conftest import count_rows, free_port
-
-RSS = """<?xml version="1.0" encoding="utf-8"?>
-<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">
-<channel><title>Example News</title><link>https://news.example.com/</link>
-<item>
-  <title>Ceasefire talks resume</title>
-  <link>https://news.example.com/world/talks</link>
-  <description>&lt;p&gt;Negotiators met &lt;b&gt;again&lt;/b&gt; on Monday.&lt;/p&gt;</description>
-  <category>World News</category>
-  <author>desk@example.com (World Desk)</author>
-  <pubDate>Mon, 23 Nov 2026 06:30:00 GMT</pubDate>
-  <media:content url="https://img.example.com/talks.jpg" medium="image"/>
-</item>
-<item>
-  <title>{second_title}</title>
-  <link>https://news.example.com/health/flu</link>
-  <description>Flu season starts early.</description>
-  <category>Gesundheit</category>
-  <pubDate>Mon, 23 Nov 2026 05:00:00 GMT</pubDate>
-</item>
-</channel></rss>"""
+from tests.peers import RSS, FeedServer
 
 ATOM = """<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>Science</title><id>urn:x</id>
@@ -49,44 +26,10 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 </feed>"""
 
 
-class FeedServer:
-    """Serves whatever `pages[path]` holds: (status, body)."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, tuple[int, str]] = {}
-        pages = self.pages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                status, body = pages.get(self.path, (404, "not here"))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/xml; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """The feed servers run on this machine, which outbound requests may not reach else."""
     return {"network": {"allowed_private_networks": ["127.0.0.0/8", "::1/128"]}}
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
-    yield server
-    server.close()
 
 
 def add_feed(editor: TestClient, url: str, **extra: Any) -> dict[str, Any]:
@@ -121,6 +64,7 @@ def test_an_rss_feed_becomes_articles_with_mapped_topics(
     assert stored["https://news.example.com/health/flu"]["topics"] == ["health", "homepage"]
 
 
+@pytest.mark.both_databases
 def test_polling_again_updates_and_never_duplicates(
     editor: TestClient, services: Services, feed_server: FeedServer
 ) -> None:
@@ -195,6 +139,7 @@ def test_feeds_need_an_http_url_and_are_unique(editor: TestClient) -> None:
     assert editor.post("/api/v1/feeds/999/poll").status_code == 404
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "settings_overrides",
     [

@@ -19,31 +19,13 @@ from mailer.models import ConsentEvent
 from mailer.services import Services
 from mailer.subscriptions.ledger import event_hash, personal_digest
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
+from tests.factories import ARTICLE, BROWSER, READER, confirmed_reader_id, signed_up
 
-READER = "reader@example.com"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
+pytestmark = pytest.mark.both_databases
+"""The ledger's append-only guard is a trigger per dialect: both databases."""
+
 PEER_IP = "203.0.113.7"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def sign_up(editor: TestClient, email: str = READER, form: str = "default") -> None:
-    answer = editor.post(
-        "/subscribe",
-        json={"email": email, "form": form, "source_url": ARTICLE},
-        headers={"User-Agent": BROWSER},
-    )
-    assert answer.status_code == 202
-
-
-def confirmed_reader(editor: TestClient, smtp: SmtpSink, email: str = READER) -> int:
-    """Sign up through the default form and use the link in the mail; the subscriber id."""
-    before = len(smtp.messages)
-    sign_up(editor, email)
-    mail = smtp.wait_for(before + 1)[-1]
-    confirmed = editor.post(link_in(mail.message, "/confirm/"), headers={"User-Agent": BROWSER})
-    assert confirmed.status_code == 200
-    return int(find(editor, email)["id"])
 
 
 def find(editor: TestClient, email: str = READER) -> dict[str, Any]:
@@ -83,7 +65,7 @@ def everything_stored(services: Services) -> str:
 def test_a_readers_chain_verifies_through_the_api(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    sign_up(editor)
+    signed_up(editor)
     [mail] = smtp.wait_for(1)
     subscriber_id = int(find(editor)["id"])
     report = verify(editor, subscriber_id)
@@ -103,7 +85,7 @@ def test_a_readers_chain_verifies_through_the_api(
 def test_each_event_carries_the_hash_of_the_one_before(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     events = subscriber(editor, subscriber_id)["consent_events"]
     assert [event["seq"] for event in events] == [1, 2]
     assert all(re.fullmatch(r"[0-9a-f]{64}", event["hash"]) for event in events)
@@ -141,7 +123,7 @@ REFUSED = {
 def test_the_database_refuses_to_delete_or_rewrite_an_event(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     for name, statement in REFUSED.items():
         with pytest.raises(DBAPIError, match="append-only"):
             run_sql(services, statement)
@@ -153,7 +135,7 @@ def test_the_database_refuses_to_delete_or_rewrite_an_event(
 def test_the_database_lets_personal_fields_be_replaced_by_their_digest(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     run_sql(
         services,
         "UPDATE consent_events SET ip = :ip, user_agent = :agent, source_url = :url WHERE seq = 1",
@@ -169,7 +151,7 @@ def test_the_database_lets_personal_fields_be_replaced_by_their_digest(
 def test_a_personal_field_replaced_by_anything_else_breaks_the_chain(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     run_sql(services, "UPDATE consent_events SET ip = '198.51.100.66' WHERE seq = 2")
     report = verify(editor, subscriber_id)
     assert (report["valid"], report["first_bad_seq"]) == (False, 2)
@@ -208,7 +190,7 @@ def test_tampering_with_the_guard_disabled_is_detected(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
     readers = {
-        name: confirmed_reader(editor, smtp, f"reader{n}@example.com")
+        name: confirmed_reader_id(editor, smtp, services, f"reader{n}@example.com")
         for n, name in enumerate(TAMPERINGS)
     }
     disable_guard(services)
@@ -227,7 +209,7 @@ def test_tampering_with_the_guard_disabled_is_detected(
 def test_erasure_forgets_the_person_and_keeps_a_valid_chain(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     before = subscriber(editor, subscriber_id)["consent_events"]
 
     answer = editor.post(f"/api/v1/subscribers/{subscriber_id}/erase")
@@ -268,7 +250,7 @@ def test_after_erasure_the_address_is_stored_nowhere(
     smtp.handler.replies["bounced@example.com"] = (
         "550 5.1.1 <bounced@example.com>: Recipient address rejected: User unknown"
     )
-    sign_up(editor, "bounced@example.com")
+    signed_up(editor, "bounced@example.com")
     outbox_idle(services)  # the relay refused it, quoting the address
     subscriber_id = int(find(editor, "bounced@example.com")["id"])
 
@@ -287,8 +269,8 @@ def test_erasure_stops_mail_that_is_still_queued(
         "/api/v1/forms",
         json={"slug": "sport", "lists": ["sport"], "consent_text": "Sport, please."},
     )
-    subscriber_id = confirmed_reader(editor, smtp)
-    sign_up(editor, form="sport")  # its confirmation waits for the end of the mail window
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
+    signed_up(editor, form="sport")  # its confirmation waits for the end of the mail window
 
     editor.post(f"/api/v1/subscribers/{subscriber_id}/erase")
     clock.advance(minutes=61)
@@ -300,11 +282,11 @@ def test_erasure_stops_mail_that_is_still_queued(
 def test_an_erased_address_may_sign_up_afresh(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
-    old_id = confirmed_reader(editor, smtp)
+    old_id = confirmed_reader_id(editor, smtp, services)
     editor.post(f"/api/v1/subscribers/{old_id}/erase")
     clock.advance(minutes=61)
 
-    new_id = confirmed_reader(editor, smtp)
+    new_id = confirmed_reader_id(editor, smtp, services)
 
     assert new_id != old_id
     fresh = find(editor)
@@ -312,9 +294,11 @@ def test_an_erased_address_may_sign_up_afresh(
     assert verify(editor, new_id)["valid"] is True
 
 
-def test_erased_subscribers_are_left_out_of_the_export(editor: TestClient, smtp: SmtpSink) -> None:
-    confirmed_reader(editor, smtp, "stays@example.com")
-    gone = confirmed_reader(editor, smtp, "goes@example.com")
+def test_erased_subscribers_are_left_out_of_the_export(
+    editor: TestClient, services: Services, smtp: SmtpSink
+) -> None:
+    confirmed_reader_id(editor, smtp, services, "stays@example.com")
+    gone = confirmed_reader_id(editor, smtp, services, "goes@example.com")
     editor.post(f"/api/v1/subscribers/{gone}/erase")
     export = editor.get("/api/v1/subscribers/export.csv").text
     assert "stays@example.com" in export
@@ -327,8 +311,8 @@ def test_erased_subscribers_are_left_out_of_the_export(editor: TestClient, smtp:
 def test_an_unconfirmed_signup_is_purged_after_the_purge_period(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
-    kept_id = confirmed_reader(editor, smtp, "stays@example.com")
-    sign_up(editor)
+    kept_id = confirmed_reader_id(editor, smtp, services, "stays@example.com")
+    signed_up(editor)
     smtp.wait_for(2)
     pending_id = int(find(editor)["id"])
     purge_after = services.settings.signup.pending_purge_after_hours
@@ -360,7 +344,7 @@ def test_an_unconfirmed_signup_is_purged_after_the_purge_period(
     assert len(kept["consent_events"]) == 2
     assert purge_job(services) == 0, "purging twice does nothing more"
 
-    sign_up(editor)  # the address may start afresh
+    signed_up(editor)  # the address may start afresh
     smtp.wait_for(3)
     assert [item["status"] for item in find(editor)["lists"]] == ["pending"]
 
@@ -368,10 +352,10 @@ def test_an_unconfirmed_signup_is_purged_after_the_purge_period(
 def test_a_signup_renewed_with_a_fresh_link_is_not_purged(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
-    sign_up(editor)
+    signed_up(editor)
     smtp.wait_for(1)
     clock.advance(hours=services.settings.signup.pending_purge_after_hours - 2)
-    sign_up(editor)  # the reader asks again: a new link, valid for days
+    signed_up(editor)  # the reader asks again: a new link, valid for days
     [_, mail] = smtp.wait_for(2)
     clock.advance(hours=3)
 
@@ -388,9 +372,9 @@ def test_a_confirmed_reader_loses_only_the_list_never_confirmed(
         "/api/v1/forms",
         json={"slug": "sport", "lists": ["sport"], "consent_text": "Sport, please."},
     )
-    subscriber_id = confirmed_reader(editor, smtp)
+    subscriber_id = confirmed_reader_id(editor, smtp, services)
     clock.advance(minutes=61)
-    sign_up(editor, form="sport")
+    signed_up(editor, form="sport")
     smtp.wait_for(2)  # never followed
 
     clock.advance(hours=services.settings.signup.pending_purge_after_hours + 1)

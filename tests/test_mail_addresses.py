@@ -17,9 +17,6 @@ from mailer.models import OutboxMessage, OutboxStatus
 from mailer.services import Services
 from tests.conftest import Received, SmtpSink, outbox_idle
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 
 @pytest.fixture
 def smtp(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:

@@ -14,11 +14,9 @@ from mailer.clock import SystemClock
 from mailer.db import session_scope
 from mailer.services import Services
 from mailer.subscriptions.mail_unsubscribe import unsubscribe_by_mail
+from tests.bounces import deliver
 from tests.conftest import SmtpSink
-from tests.test_bounce_listener import deliver, listener
-from tests.test_delivery_engine import add_readers, send_digest, wait_done
-
-__all__ = ["listener"]  # the fixture, shared with the listener's tests
+from tests.factories import add_readers, send_digest, wait_done
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mailer import config
+from tests.commands import mailer, operator_env
 from tests.conftest import PG_ADMIN, SECRET, _pg_url
-from tests.test_cli import mailer, operator_env
 
 BAD_SETTINGS = [
     ("MAILER_SIGNUP__RATE_LIMIT_PER_IP", "0", "signup.rate_limit_per_ip"),

@@ -37,9 +37,6 @@ from mailer.outbound import AddressPolicy, is_public
 from mailer.services import Services, build
 from tests.conftest import SECRET, count_rows, free_port
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 REFUSED = "refused: private address"
 ALLOWED_HOST = "127.0.0.2"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"

@@ -20,8 +20,8 @@ from mailer import config, db
 from mailer.db import session_scope
 from mailer.delivery.transport import MaildirTransport
 from mailer.services import build
+from tests.commands import mailer, operator_env
 from tests.conftest import SECRET
-from tests.test_cli import mailer, operator_env
 
 
 @pytest.fixture(autouse=True)

@@ -24,9 +24,6 @@ from mailer.tokens import Purpose
 from tests.admin import csrf_of, sign_in
 from tests.conftest import count_rows
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 READER = "rita.reader@example.com"
 POSTMARK_USER = "postmark-hook"
 POSTMARK_PASSWORD = "postmark-secret"

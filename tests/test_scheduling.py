@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mailer.app import create_app
 from mailer.jobs import poll_due_feeds, purge_job, run_due_digests
 from mailer.services import Services
+
+pytestmark = pytest.mark.both_databases
+"""The scheduler's jobs claim rows with SKIP LOCKED: both databases."""
 
 
 def test_a_running_server_schedules_digests_feeds_and_purges(services: Services) -> None:

@@ -24,18 +24,14 @@ from mailer.models import Form, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose, Signer
 from tests.admin import csrf_of
+from tests.commands import MAILER, operator_env
 from tests.conftest import SECRET, SmtpSink, free_port, link_in, one_article, outbox_idle
-from tests.test_cli import MAILER, operator_env
+from tests.factories import signed_up
 
 READER = "careful.reader@example.com"
 REFUSED = "gone.reader@example.com"
 TEST_SIDE = {"httpx", "httpx2", "mail"}
 """Loggers of the test's own HTTP client and SMTP sink (aiosmtpd's "mail.log")."""
-
-
-def sign_up(client: TestClient, email: str = READER, **extra: Any) -> None:
-    answer = client.post("/subscribe", json={"email": email, **extra})
-    assert answer.status_code == 202, answer.text
 
 
 def status_of(editor: TestClient, email: str = READER) -> str:
@@ -55,7 +51,7 @@ def change_one_character(token: str, at: int) -> str:
 def test_tokens_for_another_purpose_or_altered_by_one_character_are_refused(
     editor: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
-    sign_up(editor)
+    signed_up(editor, READER)
     confirm_path = link_in(smtp.wait_for(1)[-1].message, "/confirm/")
     confirm_token = confirm_path.removeprefix("/confirm/")
     [found] = editor.get("/api/v1/subscribers", params={"email": READER}).json()
@@ -98,8 +94,8 @@ def test_no_token_or_address_is_logged_at_info_or_above_through_a_whole_flow(
     caplog.set_level(logging.DEBUG)
     # A relay that quotes the address it refuses makes the sender log a warning.
     smtp.handler.replies[REFUSED] = f"550 5.1.1 <{REFUSED}>: Recipient address rejected"
-    sign_up(client, REFUSED)
-    sign_up(client, source_url="https://news.example.com/a-story")
+    signed_up(client, REFUSED)
+    signed_up(client, READER, source_url="https://news.example.com/a-story")
     confirm_path = link_in(smtp.wait_for(1)[-1].message, "/confirm/")
     assert client.get(confirm_path).status_code == 200
     assert client.post(confirm_path).status_code == 200

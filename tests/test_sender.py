@@ -23,8 +23,7 @@ from mailer.delivery.transport import MaildirTransport
 from mailer.models import OutboxMessage
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, outbox_idle
-
-READER = "reader@example.com"
+from tests.factories import READER, signed_up
 
 
 @dataclass
@@ -63,19 +62,15 @@ def settle() -> None:
     time.sleep(0.4)
 
 
-def sign_up(client: TestClient, email: str = READER) -> None:
-    answer = client.post("/subscribe", json={"email": email, "form": "default"})
-    assert answer.status_code == 202, answer.text
-
-
 # ---- outcomes -------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_451_keeps_the_mail_queued_and_it_arrives_once_after_the_backoff(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
     smtp.handler.replies[READER] = "451 4.3.0 try again later"
-    sign_up(client)
+    signed_up(client, form="default")
     row = wait_for_row(services, status="queued", attempts=1)
     assert "451" in row.last_reply and "try again later" in row.last_reply
     assert row.next_attempt_at > clock.now(), "the retry waits for a backoff"
@@ -96,11 +91,12 @@ def test_a_451_keeps_the_mail_queued_and_it_arrives_once_after_the_backoff(
     assert len(smtp.to(READER)) == 1, "delivered exactly once"
 
 
+@pytest.mark.both_databases
 def test_each_temporary_refusal_doubles_the_wait(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
     smtp.handler.replies[READER] = "421 4.7.0 too busy, slow down"
-    sign_up(client)
+    signed_up(client, form="default")
     first = wait_for_row(services, status="queued", attempts=1)
     first_wait = first.next_attempt_at - clock.now()
 
@@ -115,11 +111,12 @@ def test_each_temporary_refusal_doubles_the_wait(
     assert smtp.messages == []
 
 
+@pytest.mark.both_databases
 def test_a_550_fails_the_mail_for_good_and_keeps_the_reply(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
     smtp.handler.replies[READER] = "550 5.1.1 no such user"
-    sign_up(client)
+    signed_up(client, form="default")
     row = wait_for_row(services, status="failed")
     assert row.attempts == 1
     assert "550" in row.last_reply and "5.1.1 no such user" in row.last_reply
@@ -132,11 +129,12 @@ def test_a_550_fails_the_mail_for_good_and_keeps_the_reply(
     assert smtp.messages == []
 
 
+@pytest.mark.both_databases
 def test_a_relay_that_is_down_defers_the_mail_without_losing_it(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
     smtp.stop()
-    sign_up(client)
+    signed_up(client, form="default")
     row = wait_for_row(services, status="queued", attempts=1)
     assert "connection" in row.last_reply.lower()
     settle()
@@ -157,7 +155,7 @@ def test_a_relay_that_is_down_defers_the_mail_without_losing_it(
 def test_the_confirmation_mail_is_a_well_formed_message(
     client: TestClient, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
-    sign_up(client)
+    signed_up(client, form="default")
     [mail] = smtp.wait_for(1)
     raw = mail.data
     parsed = mail.message
@@ -203,7 +201,7 @@ def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
 def test_a_non_ascii_display_name_in_from_is_encoded_and_reads_back(
     client: TestClient, smtp: SmtpSink, settings_overrides: dict[str, Any]
 ) -> None:
-    sign_up(client)
+    signed_up(client, form="default")
     [mail] = smtp.wait_for(1)
     head = mail.data.split(b"\r\n\r\n", 1)[0]
     assert head.isascii(), "header values are RFC 2047 encoded"

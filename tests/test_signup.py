@@ -10,15 +10,7 @@ from mailer.models import ConsentEvent, OutboxMessage, Subscriber
 from mailer.services import Services
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
-
-READER = "reader@example.com"
-ARTICLE = "https://news.example.com/2026/11/a-story"
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
-
-
-def sign_up(client: TestClient, email: str = READER, **fields: object) -> object:
-    body = {"email": email, "form": "default", "source_url": ARTICLE, **fields}
-    return client.post("/subscribe", json=body, headers={"User-Agent": BROWSER})
+from tests.factories import ARTICLE, BROWSER, READER, sign_up
 
 
 def lookup(editor: TestClient, email: str = READER) -> dict:
@@ -32,6 +24,7 @@ def statuses(subscriber: dict) -> dict[str, str]:
     return {item["slug"]: item["status"] for item in subscriber["lists"]}
 
 
+@pytest.mark.both_databases
 def test_signup_confirm_flow_records_consent(editor: TestClient, smtp: SmtpSink) -> None:
     answer = sign_up(editor)
     assert answer.status_code == 202
@@ -77,6 +70,7 @@ def test_signup_confirm_flow_records_consent(editor: TestClient, smtp: SmtpSink)
     assert [e["action"] for e in lookup(editor)["consent_events"]] == actions
 
 
+@pytest.mark.both_databases
 def test_repeated_signup_gives_same_answer_and_no_second_mail(
     client: TestClient, services: Services, smtp: SmtpSink
 ) -> None:
@@ -91,6 +85,7 @@ def test_repeated_signup_gives_same_answer_and_no_second_mail(
     assert count_rows(services, ConsentEvent) == events
 
 
+@pytest.mark.both_databases
 def test_pending_reader_gets_a_new_mail_after_the_window(
     client: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -102,6 +97,7 @@ def test_pending_reader_gets_a_new_mail_after_the_window(
     assert len(smtp.to(READER)) == 2
 
 
+@pytest.mark.both_databases
 def test_resubmitting_does_not_demote_a_confirmed_reader(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -116,6 +112,7 @@ def test_resubmitting_does_not_demote_a_confirmed_reader(
     assert statuses(lookup(editor)) == {"news": "confirmed"}
 
 
+@pytest.mark.both_databases
 def test_confirmed_reader_joining_another_list_confirms_only_that_list(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -147,6 +144,7 @@ def test_confirmed_reader_joining_another_list_confirms_only_that_list(
     assert subscriber["consent_events"][-1]["form"] == "both"
 
 
+@pytest.mark.both_databases
 def test_unsubscribed_reader_returns_only_through_a_new_confirmation(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -175,6 +173,7 @@ def test_unsubscribed_reader_returns_only_through_a_new_confirmation(
     assert subscriber["consent_events"][-1]["action"] == "resubscribed"
 
 
+@pytest.mark.both_databases
 def test_confirm_link_expires(
     client: TestClient, editor: TestClient, smtp: SmtpSink, clock: FrozenClock
 ) -> None:
@@ -232,6 +231,7 @@ def test_html_form_posts_redirect_to_the_thank_you_page(
     smtp.wait_for(1)
 
 
+@pytest.mark.both_databases
 def test_address_is_normalized(editor: TestClient, smtp: SmtpSink) -> None:
     sign_up(editor, email="  Reader@EXAMPLE.Com ")
     smtp.wait_for(1)
@@ -368,6 +368,7 @@ def test_signup_returns_before_any_smtp_traffic(
     assert count_rows(services, OutboxMessage) == 1
 
 
+@pytest.mark.both_databases
 def test_a_second_list_within_the_window_is_mailed_when_the_window_ends(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock
 ) -> None:

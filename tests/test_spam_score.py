@@ -14,10 +14,8 @@ from fastapi.testclient import TestClient
 
 from mailer.clock import FrozenClock
 from mailer.services import Services
+from tests.commands import keygen
 from tests.conftest import SmtpSink, link_in, outbox_idle
-from tests.test_dkim import keygen
-
-pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])
 
 SPAMASSASSIN = Path("/usr/bin/spamassassin")
 MAX_SCORE = 2.0

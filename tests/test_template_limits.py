@@ -19,9 +19,6 @@ from mailer.models import Digest, Send
 from mailer.services import Services
 from tests.conftest import SmtpSink, link_in, one_article, store_template
 
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
-
 LIMIT_SECONDS = 1.0
 
 TOO_SLOW = [

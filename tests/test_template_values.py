@@ -13,10 +13,8 @@ from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.models import Article, Digest, MailingList, Send
 from mailer.services import Services
-from tests.conftest import SmtpSink, link_in, one_article, outbox_idle, store_template
-
-DATABASES = ["sqlite"]
-"""Nothing here depends on the database: its tests run on SQLite only."""
+from tests.conftest import SmtpSink, one_article, outbox_idle, store_template
+from tests.factories import confirmed_reader
 
 WRITERS = [
     "{{ list.sqlmodel_update({'name': 'Hacked'}) }}",
@@ -46,12 +44,6 @@ WRITERS = [
 TABLE_NAMES = ("consent_events", "subscribers", "api_keys", "Table(", "sqlalchemy")
 
 
-def confirmed_reader(editor: TestClient, smtp: SmtpSink) -> None:
-    editor.post("/subscribe", json={"email": "ada@example.com"})
-    mail = smtp.wait_for(1)[-1]
-    assert editor.post(link_in(mail.message, "/confirm/")).status_code == 200
-
-
 def digest_with_stored(services: Services, editor: TestClient, part: str, template: str) -> int:
     """A digest whose `part` template is `template`, with one article to show."""
     one_article(editor, services)
@@ -79,7 +71,7 @@ def stored_values(services: Services) -> dict[str, Any]:
 def test_a_template_cannot_change_or_describe_the_database(
     editor: TestClient, services: Services, smtp: SmtpSink, clock: FrozenClock, part: str
 ) -> None:
-    confirmed_reader(editor, smtp)
+    confirmed_reader(editor, smtp, "ada@example.com")
     digest_id = digest_with_stored(services, editor, part, "{{ digest.name }}")
     before = stored_values(services)
     for template in WRITERS:

@@ -18,8 +18,8 @@ from mailer.models import ConsentEvent, OutboxMessage
 from mailer.services import Services
 from mailer.tokens import Purpose
 from tests.conftest import SmtpSink, count_rows, link_in, outbox_idle
+from tests.factories import READER, confirmed_reader_id
 
-READER = "reader@example.com"
 MAIL_CLIENT = "ExampleMail-OneClick/1.0"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -68,17 +68,6 @@ def actions(subscriber: dict[str, Any]) -> list[str]:
     return [event["action"] for event in subscriber["consent_events"]]
 
 
-def confirmed_reader(
-    client: TestClient, smtp: SmtpSink, lookup: Lookup, form: str = "default"
-) -> int:
-    """Sign READER up through `form`, follow the link in the mail; the subscriber's id."""
-    before = len(smtp.messages)
-    assert client.post("/subscribe", json={"email": READER, "form": form}).status_code == 202
-    mail = smtp.wait_for(before + 1)[-1]
-    assert client.post(link_in(mail.message, "/confirm/")).status_code == 200
-    return int(lookup()["id"])
-
-
 def unsubscribe_path(services: Services, subscriber_id: int, list_id: int | None = None) -> str:
     data = {"s": subscriber_id} if list_id is None else {"s": subscriber_id, "l": list_id}
     return "/unsubscribe/" + services.signer.sign(Purpose.unsubscribe, data)
@@ -97,11 +86,12 @@ def one_click(client: TestClient, path: str, encoding: str = "urlencoded") -> An
 # ---- one-click -------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
 def test_one_click_unsubscribes_at_once_with_a_plain_200(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, encoding: str
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     client.cookies.clear()
     assert "authorization" not in client.headers
 
@@ -119,7 +109,7 @@ def test_one_click_unsubscribes_at_once_with_a_plain_200(
 def test_one_click_is_idempotent(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, encoding: str
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     assert one_click(client, path, encoding).status_code == 200
     events = count_rows(services, ConsentEvent)
 
@@ -131,10 +121,11 @@ def test_one_click_is_idempotent(
     assert statuses(lookup()) == {"news": "unsubscribed"}
 
 
+@pytest.mark.both_databases
 def test_leaving_is_recorded_with_the_ip_and_user_agent(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, clock: FrozenClock
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     clock.advance(minutes=10)
     one_click(client, path)
 
@@ -149,7 +140,7 @@ def test_leaving_is_recorded_with_the_ip_and_user_agent(
 def test_a_get_never_unsubscribes(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     events = count_rows(services, ConsentEvent)
 
     for _ in range(2):  # a link scanner, then the reader
@@ -162,10 +153,11 @@ def test_a_get_never_unsubscribes(
     assert count_rows(services, ConsentEvent) == events
 
 
+@pytest.mark.both_databases
 def test_a_token_for_one_list_leaves_that_list_only(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    subscriber_id = confirmed_reader(client, smtp, lookup, form="both")
+    subscriber_id = confirmed_reader_id(client, smtp, services, form="both")
     assert statuses(lookup()) == {"news": "confirmed", "sport": "confirmed"}
 
     answer = one_click(client, unsubscribe_path(services, subscriber_id, sport))
@@ -179,7 +171,7 @@ def test_a_token_for_one_list_leaves_that_list_only(
 def test_a_token_for_a_list_never_joined_changes_nothing(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    subscriber_id = confirmed_reader(client, smtp, lookup)
+    subscriber_id = confirmed_reader_id(client, smtp, services)
     events = count_rows(services, ConsentEvent)
 
     assert one_click(client, unsubscribe_path(services, subscriber_id, sport)).status_code == 200
@@ -188,6 +180,7 @@ def test_a_token_for_a_list_never_joined_changes_nothing(
     assert count_rows(services, ConsentEvent) == events
 
 
+@pytest.mark.both_databases
 def test_leaving_while_pending_voids_the_confirm_link(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup
 ) -> None:
@@ -214,7 +207,7 @@ def save_preferences(client: TestClient, path: str, lists: list[str]) -> Any:
 def test_the_preference_centre_shows_each_list_ticked_as_subscribed(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup, form="both"))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services, form="both"))
     one_click(client, unsubscribe_path(services, int(lookup()["id"]), sport))
 
     page = client.get(path).text
@@ -224,10 +217,11 @@ def test_the_preference_centre_shows_each_list_ticked_as_subscribed(
     assert "(unsubscribed)" in page
 
 
+@pytest.mark.both_databases
 def test_unticked_lists_are_left_at_once(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup, form="both"))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services, form="both"))
 
     answer = save_preferences(client, path, ["news"])
 
@@ -247,7 +241,7 @@ def test_unticked_lists_are_left_at_once(
 def test_unticking_every_list_leaves_them_all(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup, form="both"))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services, form="both"))
 
     assert save_preferences(client, path, []).status_code == 200
 
@@ -255,6 +249,7 @@ def test_unticking_every_list_leaves_them_all(
     assert lookup()["consent_events"][-1]["lists"] == ["news", "sport"]
 
 
+@pytest.mark.both_databases
 def test_ticking_a_list_the_reader_left_asks_for_a_new_confirmation(
     client: TestClient,
     services: Services,
@@ -263,7 +258,7 @@ def test_ticking_a_list_the_reader_left_asks_for_a_new_confirmation(
     clock: FrozenClock,
     sport: int,
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup, form="both"))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services, form="both"))
     save_preferences(client, path, ["news"])
     clock.advance(minutes=61)  # past the one-confirmation-mail-per-window limit
 
@@ -303,7 +298,7 @@ def test_ticking_a_left_list_within_the_mail_window_mails_when_the_window_ends(
     lookup: Lookup,
     clock: FrozenClock,
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     one_click(client, path)
 
     save_preferences(client, path, ["news"])
@@ -320,7 +315,7 @@ def test_ticking_a_left_list_within_the_mail_window_mails_when_the_window_ends(
 def test_an_unknown_list_in_preferences_is_refused_and_nothing_is_written(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup, sport: int
 ) -> None:
-    path = unsubscribe_path(services, confirmed_reader(client, smtp, lookup, form="both"))
+    path = unsubscribe_path(services, confirmed_reader_id(client, smtp, services, form="both"))
     outbox_idle(services)
     events = count_rows(services, ConsentEvent)
     mails = count_rows(services, OutboxMessage)
@@ -341,7 +336,7 @@ def test_an_unknown_list_in_preferences_is_refused_and_nothing_is_written(
 def test_forged_and_foreign_tokens_are_404(
     client: TestClient, services: Services, smtp: SmtpSink, lookup: Lookup
 ) -> None:
-    real = unsubscribe_path(services, confirmed_reader(client, smtp, lookup))
+    real = unsubscribe_path(services, confirmed_reader_id(client, smtp, services))
     events = count_rows(services, ConsentEvent)
     forged = [
         real[:-1] + ("A" if real[-1] != "A" else "B"),

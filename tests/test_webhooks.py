@@ -11,12 +11,8 @@ import json
 import ssl
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,7 @@ from mailer.subscriptions import transfer
 from mailer.tokens import Purpose
 from mailer.webhooks import endpoints, events, queue, signing
 from tests.conftest import SECRET, SmtpSink, count_rows, free_port, link_in
+from tests.peers import Receiver, Request
 
 READER = "reader@example.com"
 RETRY_BASE = 60.0
@@ -44,81 +41,6 @@ SUBSCRIBER_EVENTS = ["subscriber.created", "subscriber.confirmed", "subscriber.u
 
 
 # ---- a real endpoint on loopback -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return dict(json.loads(self.body))
-
-    @property
-    def event(self) -> str:
-        return self.headers["x-mailer-event"]
-
-
-class Receiver:
-    """An HTTP server that records every POST; `replies` are the status codes of the next
-    answers (200 once they run out)."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.requests: list[Request] = []
-        self.replies: deque[int] = deque()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    headers = {name.lower(): value for name, value in self.headers.items()}
-                    receiver.requests.append(Request(self.path, headers, body))
-                    status = receiver.replies.popleft() if receiver.replies else 200
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "https://elsewhere.example/")
-                answer = b"ok" if status < 300 else b"something broke " * 100
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/hooks/mailer"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Request]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -200,6 +122,7 @@ def emit_ping_like(services: Services, event: WebhookEvent, data: dict[str, Any]
 # ---- events from the readers' side -----------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_signup_confirm_and_unsubscribe_reach_the_endpoint_in_order_and_signed(
     editor: TestClient,
     services: Services,
@@ -275,6 +198,7 @@ def test_an_endpoint_not_subscribed_to_an_event_gets_nothing(
         other.stop()
 
 
+@pytest.mark.both_databases
 def test_a_disabled_endpoint_gets_no_events_and_its_queue_waits(
     editor: TestClient, receiver: Receiver
 ) -> None:
@@ -297,6 +221,7 @@ def test_a_disabled_endpoint_gets_no_events_and_its_queue_waits(
 # ---- sends ----------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_send_reports_started_and_finished_with_its_counts(
     editor: TestClient, smtp: SmtpSink, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -339,6 +264,7 @@ def test_a_send_reports_started_and_finished_with_its_counts(
 # ---- failures and retries ---------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_endpoint_failing_twice_gets_the_event_on_the_third_try(
     editor: TestClient, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -374,6 +300,7 @@ def test_an_endpoint_failing_twice_gets_the_event_on_the_third_try(
     assert [(h["id"], h["delivered"], h["pending"]) for h in listed] == [(hook["id"], 1, 0)]
 
 
+@pytest.mark.both_databases
 def test_an_endpoint_that_is_down_is_retried_with_growing_waits_then_given_up(
     services: Services, clock: FrozenClock
 ) -> None:
@@ -447,6 +374,7 @@ def test_redirects_are_not_followed(
     assert len(receiver.requests) == 1
 
 
+@pytest.mark.both_databases
 def test_queued_events_survive_a_restart(
     settings: config.Settings, services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -466,6 +394,7 @@ def test_queued_events_survive_a_restart(
     assert endpoint.id is not None
 
 
+@pytest.mark.both_databases
 def test_a_rolled_back_change_queues_no_event(services: Services, receiver: Receiver) -> None:
     add_endpoint(services, receiver.url, ["subscriber.created"])
     with pytest.raises(RuntimeError), session_scope(services.engine) as session:
@@ -524,6 +453,7 @@ def test_a_bad_change_is_refused_and_changes_nothing(
     assert editor.get("/api/v1/webhooks/999/deliveries").status_code == 404
 
 
+@pytest.mark.both_databases
 def test_endpoints_are_changed_and_deleted_with_their_deliveries(
     editor: TestClient, services: Services, receiver: Receiver
 ) -> None:
@@ -680,6 +610,7 @@ def test_an_https_endpoint_with_its_own_certificate_is_trusted_through_ca_file(
 # ---- the command line -----------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_webhooks_list_shows_endpoints_with_pending_and_failed_counts(
     services: Services, database_url: str, tmp_path: Path
 ) -> None:
@@ -723,6 +654,7 @@ def test_webhooks_list_shows_endpoints_with_pending_and_failed_counts(
 # ---- several workers, imports ---------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_delivery_held_by_a_worker_that_died_is_taken_over_when_its_lease_ends(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -758,6 +690,7 @@ def test_two_workers_on_postgresql_never_claim_the_same_delivery(
     assert not first_ids & second_ids
 
 
+@pytest.mark.both_databases
 def test_an_import_reports_each_new_reader(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:
@@ -777,6 +710,7 @@ def test_an_import_reports_each_new_reader(
 # ---- personal data ----------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
     editor: TestClient,
     services: Services,
@@ -809,6 +743,7 @@ def test_erasing_a_reader_removes_their_address_from_every_webhook_payload(
     assert verified(retried, hook["secret"], clock), "signed as sent, after the rewrite"
 
 
+@pytest.mark.both_databases
 def test_old_deliveries_are_purged_but_pending_ones_stay(
     services: Services, receiver: Receiver, clock: FrozenClock
 ) -> None:

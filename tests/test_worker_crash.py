@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
@@ -16,6 +17,9 @@ from mailer.delivery import sends
 from mailer.services import Services
 from tests.conftest import SmtpSink
 from tests.workers import BATCH, logs, start_digest_send, start_worker
+
+pytestmark = pytest.mark.both_databases
+"""Leases and batch claims (SKIP LOCKED) across processes: both databases."""
 
 READERS = 240
 
