@@ -250,7 +250,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def db_kind(request: pytest.FixtureRequest) -> str:
-    """"sqlite" or "postgresql", as pytest_generate_tests chose for this test."""
+    """ "sqlite" or "postgresql", as pytest_generate_tests chose for this test."""
     return str(request.param)
 
 

@@ -268,8 +268,9 @@ def no_config_dir(tmp_path: Path) -> Path:
 
 
 def test_a_refusal_from_any_command_is_one_line_and_exit_code_2(no_config_dir: Path) -> None:
-    """A refusal no command words itself (an account that exists, an address that is not one) comes out
-    through the CLI's one mapping: one line on stderr, exit 2, nothing on stdout."""
+    """A refusal no command words itself (an account that exists, an address that is not
+    one) comes out through the CLI's one mapping: one line on stderr, exit 2, nothing on
+    stdout."""
     first = mailer("user", "create", "editor@example.org", "--role", "editor", cwd=no_config_dir)
     assert first.returncode == 0, first.stderr
     for args, phrase in (
