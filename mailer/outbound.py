@@ -12,6 +12,7 @@ internal host are all refused before a packet is sent to them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -57,8 +58,11 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+@functools.cache
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """Public CAs (certifi), and the certificates in `ca_file` too when it is set."""
+    """Public CAs (certifi), and the certificates in `ca_file` too when it is set; made once
+    per process for each `ca_file` (loading the bundle takes tens of milliseconds), and
+    shared read-only by every client."""
     context = ssl.create_default_context(cafile=certifi.where())
     if ca_file:
         context.load_verify_locations(cafile=ca_file)

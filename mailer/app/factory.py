@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -106,17 +107,26 @@ def create_app(
     )
     admin_errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for readers in (signup, links, archive):
-        app.include_router(readers.router)
-    app.include_router(health.router)
     app.include_router(webhooks_in.make_router(services))
-    app.include_router(admin.router)
+    app.include_router(_site())
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         """No icon: an empty answer rather than a 404 in every browser's console."""
         return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
+    return app
+
+
+@functools.cache
+def _site() -> APIRouter:
+    """Every route that does not depend on the process's collaborators, assembled once per
+    process (FastAPI builds each included route's models when it is included)."""
+    site = APIRouter()
+    for readers in (signup, links, archive):
+        site.include_router(readers.router)
+    site.include_router(health.router)
+    site.include_router(admin.router)
     api = APIRouter(
         prefix="/api/v1",
         responses=responses.EDITORS,
@@ -124,5 +134,5 @@ def create_app(
     )
     for module in (lists, forms, subscribers, articles, feeds, digests, sends, webhooks, bounces):
         api.include_router(module.router)
-    app.include_router(api)
-    return app
+    site.include_router(api)
+    return site
