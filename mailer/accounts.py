@@ -8,6 +8,7 @@ sessions); the last active administrator cannot be removed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -23,7 +24,20 @@ from mailer.models import User, UserRole, WebSession
 from mailer.subscriptions.addresses import normalize_email
 
 _hasher = PasswordHash.recommended()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown addresses against, made on the first sign-in of the process
+    (not at import: every CLI command would pay for it)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    """The password's Argon2 hash, as stored."""
+    return _hasher.hash(password)
+
+
 MIN_PASSWORD_LENGTH = 12
 
 
@@ -63,7 +77,7 @@ def create_user(session: Session, email: str, role: UserRole, password: str, now
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if session.exec(select(User.id).where(col(User.email) == address)).first() is not None:
         raise Conflict(f"there is already an account for {address}")
-    user = User(email=address, password_hash=_hasher.hash(password), role=role, created_at=now)
+    user = User(email=address, password_hash=hash_password(password), role=role, created_at=now)
     session.add(user)
     session.flush()
     return user
@@ -72,13 +86,14 @@ def create_user(session: Session, email: str, role: UserRole, password: str, now
 def authenticate(session: Session, email: str, password: str) -> User | None:
     """The active user with this address and password, or None. An unknown address costs
     the same hashing work as a known one, so timing does not tell accounts apart."""
+    dummy = _dummy_hash()  # first, for known and unknown addresses alike
     try:
         address = normalize_email(email)
     except Invalid:
         address = ""
     user = session.exec(select(User).where(col(User.email) == address)).first()
     if user is None or user.disabled_at is not None:
-        _hasher.verify(password, _DUMMY_HASH)
+        _hasher.verify(password, dummy)
         return None
     return user if _hasher.verify(password, user.password_hash) else None
 

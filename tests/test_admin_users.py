@@ -10,21 +10,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from mailer import accounts
 from mailer.db import session_scope
 from mailer.models import ApiKey, User, UserRole, WebSession
 from mailer.services import Services
-from tests.admin import csrf_of, sign_in
+from tests.admin import PASSWORD, add_account, csrf_of, sign_in
 from tests.conftest import count_rows
 
 ADMIN = "chief@example.org"
 EDITOR = "editor@example.org"
-PASSWORD = "correct horse battery staple"
 
 
 def make_user(services: Services, email: str, role: UserRole) -> int:
     with session_scope(services.engine) as session:
-        user = accounts.create_user(session, email, role, PASSWORD, services.clock.now())
+        user = add_account(session, email, role, services.clock.now())
         assert user.id is not None
         return user.id
 

@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from mailer import accounts
 from mailer.bounces.handling import Report, handle
 from mailer.clock import FrozenClock
 from mailer.db import session_scope
 from mailer.models import UserRole
 from mailer.services import Services
 from mailer.subscriptions import stats, transfer
-from tests.admin import EDITOR, PASSWORD, sign_in
+from tests.admin import EDITOR, add_account, sign_in
 
 HARD = "hanna.hard@example.com"
 POLICY = "paul.policy@example.com"
@@ -130,7 +129,7 @@ def test_one_subscribers_events_are_listed_and_shown_on_their_page(
     assert (event["kind"], event["status"]) == ("hard", "5.1.1")
 
     with session_scope(services.engine) as session:
-        accounts.create_user(session, EDITOR, UserRole.editor, PASSWORD, clock.now())
+        add_account(session, EDITOR, UserRole.editor, clock.now())
     assert sign_in(client).status_code == 303
     page = client.get(f"/admin/subscribers/{reader['id']}").text
     table = page.split("<h2>Bounces and complaints</h2>", 1)[1].split("</table>", 1)[0]
