@@ -45,7 +45,7 @@ def digest_send(
     try:
         with db.session_scope(services.engine) as session:
             digest_id = digests.by_name(session, name).id or 0
-            send = digest_actions.send_now(session, services, digest_id)
+            send, _counts = digest_actions.send_now(session, services, digest_id)
     except NotFound as exc:
         raise fail(f"there is no digest named {name!r}") from exc
     if send.status == "skipped":

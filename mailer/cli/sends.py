@@ -83,7 +83,7 @@ def _change_send(send_id: int, change: Change, config_path: Path | None) -> None
     engine = _engine(_settings(config_path), migrate_sqlite=True)
     try:
         with db.session_scope(engine) as session:
-            send = send_control.change(
+            send, _counts = send_control.change(
                 session, send_id, change, SystemClock().now(), notify_sender=lambda: None
             )
     except NotFound as exc:

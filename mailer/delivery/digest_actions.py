@@ -158,14 +158,17 @@ async def test_send(tools: DigestTools, digest_id: int, request: TestSend) -> Te
     return TestSent(sent=sent, failed=failed)
 
 
-def send_now(session: Session, tools: DigestTools, digest_id: int) -> Send:
+def send_now(session: Session, tools: DigestTools, digest_id: int) -> tuple[Send, sends.Progress]:
     """Start a send of the digest now, committed, and wake the sender. With nothing new it
-    ends `skipped` with the reason; AlreadyStarted when a send of this moment exists."""
+    ends `skipped` with the reason; AlreadyStarted when a send of this moment exists. The
+    send and its counts are read as it started, before the sender is woken."""
     digest = digests.get(session, digest_id)
     now = tools.clock.now()
     send = sends.start_send(
         session, tools.settings, tools.renderer, digest, scheduled_for=now, now=now
     )
     session.commit()
+    assert send.id is not None
+    started = sends.progress(session, send.id)
     tools.notify_sender()
-    return send
+    return started

@@ -17,11 +17,13 @@ Change = Literal["pause", "resume", "cancel"]
 
 def change(
     session: Session, send_id: int, to: Change, now: datetime, notify_sender: Callable[[], None]
-) -> Send:
+) -> tuple[Send, sends.Progress]:
     """Pause, resume or cancel (`to`) the send and commit; NotFound for no such send,
-    WrongState (a Conflict) when its state forbids the change."""
-    send = sends.change(session, send_id, to, now)
+    WrongState (a Conflict) when its state forbids the change. The send and its counts
+    are read as the change left them, before the sender is woken to act on it."""
+    sends.change(session, send_id, to, now)
     session.commit()
+    changed = sends.progress(session, send_id)
     if to == "resume":
         notify_sender()
-    return send
+    return changed

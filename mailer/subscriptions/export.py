@@ -23,6 +23,7 @@ from mailer.models import (
     Subscription,
     Suppression,
 )
+from mailer.schemas import ConsentEventPublic
 from mailer.subscriptions import ledger
 from mailer.subscriptions.addresses import address_digest
 
@@ -38,19 +39,10 @@ class SubscriptionHeld(BaseModel):
     confirmed_at: datetime | None
 
 
-class ConsentEventHeld(BaseModel):
-    seq: int
-    action: str
-    at: datetime
-    lists: list[str]
-    form: str
-    consent_text: str
-    consent_version: int | None
-    source_url: str
-    ip: str
-    user_agent: str
+class ConsentEventHeld(ConsentEventPublic):
+    """A consent event as the API shows it, with the hash it chains from."""
+
     prev_hash: str
-    hash: str
 
 
 class ChainHeld(BaseModel):

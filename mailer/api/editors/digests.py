@@ -114,10 +114,8 @@ def send_now(
     digest_id: int, session: SessionDep, services: ServicesDep, _editor: EditorDep
 ) -> SendPublic:
     """Start a send now; with nothing new to say it ends `skipped`, with the reason."""
-    send = digest_actions.send_now(session, services, digest_id)
-    assert send.id is not None
-    found, counts = sends.progress(session, send.id)
-    return SendPublic.model_validate(sends.public_fields(found, counts))
+    send, counts = digest_actions.send_now(session, services, digest_id)
+    return SendPublic.model_validate(sends.public_fields(send, counts))
 
 
 @router.get("/{digest_id}/preview", response_model=Preview)

@@ -51,8 +51,7 @@ def _changed(
     session: Session, services: Services, send_id: int, change: send_control.Change
 ) -> SendPublic:
     now = services.clock.now()
-    send_control.change(session, send_id, change, now, services.notify_sender)
-    send, counts = sends.progress(session, send_id)
+    send, counts = send_control.change(session, send_id, change, now, services.notify_sender)
     return SendPublic.model_validate(sends.public_fields(send, counts, now))
 
 

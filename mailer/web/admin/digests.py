@@ -436,5 +436,5 @@ def send_now(
 ) -> Response:
     """Start a send now (as the API's send_now) and show its progress; 409 when a send of
     this moment exists."""
-    send = digest_actions.send_now(session, services, digest_id)
+    send, _counts = digest_actions.send_now(session, services, digest_id)
     return redirect(f"/admin/sends/{send.id}", "skipped" if send.status == "skipped" else "started")
