@@ -23,7 +23,7 @@ from mailer.http.responses import READERS
 from mailer.models import MailingList, Send, SendStatus
 from mailer.services import Services
 from mailer.web import sanitize
-from mailer.web.pages import Pages
+from mailer.web.pages import pages_of
 
 router = APIRouter(
     prefix="/archive",
@@ -69,7 +69,7 @@ def _public_copy(services: Services, mailing_list: MailingList, rendered: str) -
 
 
 def _not_found(request: Request) -> Response:
-    pages: Pages = request.app.state.pages
+    pages = pages_of(request)
     return pages.render(
         "message.html",
         status_code=404,
@@ -92,7 +92,7 @@ def archive_index(slug: str, request: Request, services: ServicesDep) -> Respons
             }
             for send in _issues(session, mailing_list)
         ]
-        pages: Pages = request.app.state.pages
+        pages = pages_of(request)
         return pages.render("archive.html", list=mailing_list, issues=issues)
 
 
@@ -104,7 +104,7 @@ def archive_feed(slug: str, request: Request, services: ServicesDep) -> Response
         if mailing_list is None:
             return _not_found(request)
         base = f"{services.settings.public_url}/archive/{slug}"
-        pages: Pages = request.app.state.pages
+        pages = pages_of(request)
         items = [
             {
                 "title": _public_copy(services, mailing_list, send.subject),
@@ -138,7 +138,7 @@ def archive_issue(slug: str, send_id: int, request: Request, services: ServicesD
             or send.digest_id is None
         ):
             return _not_found(request)
-        pages: Pages = request.app.state.pages
+        pages = pages_of(request)
         return pages.render(
             "archive_issue.html",
             list=mailing_list,

@@ -19,7 +19,8 @@ from mailer.http.responses import READERS
 from mailer.subscriptions import leaving, ledger, readers
 from mailer.subscriptions.errors import Expired
 from mailer.web.fields import MAX_FIELD_LENGTH, as_list, parse_fields
-from mailer.web.refusals import bad_link, expired_link, pages_of, reader_refusal
+from mailer.web.pages import pages_of
+from mailer.web.refusals import bad_link, expired_link, reader_refusal
 
 router = APIRouter(responses=READERS, tags=["public"])
 

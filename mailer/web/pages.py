@@ -18,6 +18,7 @@ from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -118,3 +119,9 @@ class Pages:
 
     def render_text(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
+
+
+def pages_of(request: Request) -> Pages:
+    """The app's page renderer (made once by the app factory)."""
+    found: Pages = request.app.state.pages
+    return found

@@ -11,12 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mailer.errors import MailerError, Unavailable
 from mailer.web.fields import speaks_json
-from mailer.web.pages import Pages
-
-
-def pages_of(request: Request) -> Pages:
-    found: Pages = request.app.state.pages
-    return found
+from mailer.web.pages import Pages, pages_of
 
 
 def for_reader(exc: MailerError, pages: Pages) -> str:

@@ -18,7 +18,8 @@ from mailer.http.deps import ServicesDep, client_ip
 from mailer.http.responses import READERS
 from mailer.subscriptions import catalog, readers
 from mailer.web.fields import parse_fields, signup_of, speaks_json
-from mailer.web.refusals import pages_of, reader_refusal
+from mailer.web.pages import pages_of
+from mailer.web.refusals import reader_refusal
 
 router = APIRouter(responses=READERS, tags=["public"])
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mailer import accounts
 from mailer.http.deps import CSRF_HEADER, ServicesDep, signed_in_browser
 from mailer.models import UserRole
-from mailer.web.pages import Pages
+from mailer.web.pages import pages_of as pages
 
 PAGE_HEADERS = {"Cache-Control": "no-store"}
 
@@ -42,11 +42,6 @@ NOTICES = {
 
 class SignInFirst(Exception):
     """Raised by `require_signed_in`; answered with a redirect to the sign-in page."""
-
-
-def pages(request: Request) -> Pages:
-    found: Pages = request.app.state.pages
-    return found
 
 
 def require_signed_in(request: Request, services: ServicesDep) -> accounts.SignedIn:
