@@ -20,14 +20,6 @@ EDITORS = ("/api/", "/admin/")
 """Paths of the editors' API and pages: a larger cap (digest templates are long)."""
 
 
-def is_json(content_type: str) -> bool:
-    """application/json or application/<anything>+json, as FastAPI decides to parse JSON."""
-    media_type = content_type.split(";")[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
 class BodyLimits:
     """Pure ASGI middleware: reads the body up to the cap, checks it, and hands it on."""
 
@@ -86,7 +78,7 @@ class BodyLimits:
                 await _refuse(request, too_large, send)
                 return
             more = bool(message.get("more_body", False))
-        if body and is_json(request.headers.get("content-type", "")):
+        if body and refusals.is_json(request.headers.get("content-type", "")):
             try:
                 boundedjson.loads(bytes(body), self.settings.max_json_depth)
             except boundedjson.Refused as exc:

@@ -56,6 +56,22 @@ def surface_of(request: Request) -> str | None:
     return API
 
 
+def is_json(content_type: str) -> bool:
+    """application/json or application/<anything>+json, as FastAPI decides to parse JSON."""
+    media_type = content_type.split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def speaks_json(request: Request) -> bool:
+    """Whether the client reads JSON: it sent JSON, or asks for JSON and not for HTML."""
+    accept = request.headers.get("accept", "")
+    return is_json(request.headers.get("content-type", "")) or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
 def prefers_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
@@ -64,10 +80,7 @@ def _asked(request: Request) -> str:
     """The surface a request that no route has claimed is answered by: JSON for a client
     that sent or asks for JSON, the editors' pages for an editor's browser (its session
     cookie), the readers' pages for any other browser, else JSON."""
-    accept = request.headers.get("accept", "")
-    if "json" in request.headers.get("content-type", "") or (
-        "application/json" in accept and "text/html" not in accept
-    ):
+    if speaks_json(request):
         return API
     if request.app.state.editor_cookie in request.cookies:
         return ADMIN_PAGES

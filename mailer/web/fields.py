@@ -122,14 +122,6 @@ async def parse_fields(request: Request, limit: int) -> tuple[dict[str, Any], bo
     raise Unsupported("", N_("send application/json, urlencoded or multipart form data"))
 
 
-def speaks_json(request: Request) -> bool:
-    """Whether the client reads JSON: it sent JSON, or asks for JSON and not for HTML."""
-    accept = request.headers.get("accept", "")
-    return "application/json" in request.headers.get("content-type", "") or (
-        "application/json" in accept and "text/html" not in accept
-    )
-
-
 def signup_of(values: dict[str, Any], request: Request) -> Signup:
     """The signup in `values`; the page it came from is the Referer when not given."""
     fields = Signup(

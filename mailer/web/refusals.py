@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mailer.errors import MailerError, Unavailable
-from mailer.web.fields import speaks_json
+from mailer.http.refusals import speaks_json
 from mailer.web.pages import Pages, pages_of
 
 

@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from mailer.errors import N_, MailerError, TooMany
 from mailer.http.deps import ServicesDep, client_ip
+from mailer.http.refusals import speaks_json
 from mailer.http.responses import READERS
 from mailer.subscriptions import catalog, readers
-from mailer.web.fields import parse_fields, signup_of, speaks_json
+from mailer.web.fields import parse_fields, signup_of
 from mailer.web.pages import pages_of
 from mailer.web.refusals import reader_refusal
 
